@@ -1,0 +1,135 @@
+"""Shared test fixtures.
+
+Tests run offline: every socket connection is refused (so a test that would reach the network fails loudly
+instead of hanging), the Hugging Face hub is put in offline mode, and the LAReQA release files come from
+``../shared/datasets/lareqa`` beside the repository.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_LAREQA = REPO_ROOT.parent / "shared" / "datasets" / "lareqa"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if SHARED_LAREQA.is_dir():
+    os.environ.setdefault("PYTERRIER_HYBRID_LAREQA_DIR", str(SHARED_LAREQA))
+
+
+class NetworkAccessInTest(RuntimeError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test (local sockets used by DDP are allowed)."""
+    original_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+            return original_connect(self, address)
+        raise NetworkAccessInTest(f"test tried to open a network connection to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(scope="session")
+def lareqa_dir() -> Path:
+    if not SHARED_LAREQA.is_dir():
+        pytest.fail(f"the LAReQA release files are expected at {SHARED_LAREQA} (../shared beside the repository)")
+    return SHARED_LAREQA
+
+
+TINY_TRAINING_TEXTS = [
+    "query: passage: the quick brown fox jumps over the lazy dog",
+    "Die Verteidigung der Panthers gab nur 308 Punkte ab.",
+    "北京是中国的首都，人口众多。",
+    "ประเทศไทยมีประชากรมากกว่าหกสิบล้านคน",
+    "भारत की राजधानी नई दिल्ली है।",
+    "مرحبا بكم في العالم",
+    "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
+    "Москва является столицей России.",
+    "Madrid es la capital de España.",
+    "Hà Nội là thủ đô của Việt Nam.",
+    "İstanbul Türkiye'nin en büyük şehridir.",
+]
+
+
+def build_tiny_sentence_transformer(path: Path, seed: int = 0, texts: list[str] | None = None) -> Path:
+    """A randomly initialised 2-layer BERT with a WordPiece vocabulary trained on a few multilingual texts,
+    saved as a sentence-transformers folder with the E5 prompts, mean pooling and normalisation."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers import models as tok_models
+    from tokenizers import trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    path = Path(path)
+    corpus = list(texts or []) + TINY_TRAINING_TEXTS
+    if SHARED_LAREQA.is_dir():
+        import json
+
+        for lang in ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]:
+            data = json.loads((SHARED_LAREQA / "xquad-r" / f"{lang}.json").read_text(encoding="utf-8"))
+            for article in data["data"][:3]:
+                for paragraph in article["paragraphs"]:
+                    corpus.append(paragraph["context"])
+                    corpus.extend(q["question"] for q in paragraph["qas"])
+    tokenizer = Tokenizer(tok_models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+    )
+    hf_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    hf_dir = path / "_hf"
+    BertModel(config).save_pretrained(hf_dir)
+    hf_tokenizer.save_pretrained(hf_dir)
+    transformer = models.Transformer(str(hf_dir), max_seq_length=128)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(
+        modules=[transformer, pooling, models.Normalize()],
+        prompts={"query": "query: ", "passage": "passage: "},
+        default_prompt_name=None,
+        device="cpu",
+    )
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """Path of a tiny random sentence-transformers model folder (built once per test session)."""
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-model") / "model")
