@@ -202,8 +202,19 @@ def _documentation(setting: LAReQASetting) -> dict:
     }
 
 
+UNKNOWN_ID_PATTERN = rf"^{NAMESPACE}/.*$"
+
+
+def _reject_unknown_id(dataset_id: str, groups) -> None:
+    # ir_datasets consults patterns only for ids that are not registered: every such lareqa/ id is a mistake.
+    setting_of(dataset_id)
+
+
 def register_all() -> None:
     """Register every LAReQA id with ir_datasets; safe to call more than once."""
+    # ir_datasets offers no public way to list patterns; reading the list keeps registration idempotent.
+    if not any(pattern.pattern == UNKNOWN_ID_PATTERN for pattern, _ in ir_datasets.registry._patterns):
+        ir_datasets.registry.register_pattern(UNKNOWN_ID_PATTERN, _reject_unknown_id)
     provider = _CollectionProvider()
     for dataset_id, setting in settings().items():
         if dataset_id in ir_datasets.registry:
