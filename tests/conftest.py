@@ -17,6 +17,8 @@ SHARED_LAREQA = REPO_ROOT.parent / "shared" / "datasets" / "lareqa"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# ir_datasets creates folders in its home on import: keep them inside the clone.
+os.environ.setdefault("IR_DATASETS_HOME", str(REPO_ROOT / ".cache" / "ir_datasets"))
 if SHARED_LAREQA.is_dir():
     os.environ.setdefault("PYTERRIER_HYBRID_LAREQA_DIR", str(SHARED_LAREQA))
 
