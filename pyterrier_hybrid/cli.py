@@ -10,6 +10,8 @@ import sys
 
 SUBCOMMANDS = {
     "datasets": ("pyterrier_hybrid.datasets.cli", "list the LAReQA ids with their numbers of queries, candidates, qrels"),
+    "evaluate": ("pyterrier_hybrid.evaluation.cli", "score retrievers in every LAReQA setting (the main job)"),
+    "train": ("pyterrier_hybrid.training.cli", "fine-tune a bi-encoder with hybrid (mono/cross-lingual) batches"),
 }
 
 

@@ -1,0 +1,42 @@
+"""Retrieval: PyTerrier transformers over a trained (or off-the-shelf) encoder, and a BM25 baseline.
+
+- :class:`SentenceTransformerBiEncoder` (``biencoder``): a ``pyterrier_dr.BiEncoder`` over any
+  sentence-transformers model, with its prompts, bf16 autocast on CPU and sentence / sentence+context candidates;
+  composes with ``pyterrier_dr.FlexIndex`` for indexing, retrieval and re-ranking;
+- :class:`ExactDenseRetriever` / :class:`DenseRetrieverFactory` (``dense``): exhaustive scoring of a candidate
+  pool, the retriever the LAReQA evaluation uses (exact ranks over the whole pool);
+- :class:`BM25Retriever` / :class:`BM25Factory` (``bm25``): BM25 over bm25s, no Java;
+- :class:`MultilingualTokenizer` (``tokenization``): ICU word breaking and Snowball stemming for 11 scripts;
+- :class:`SystemSpec` / :func:`build_factory` (``systems``): ``NAME=MODEL`` strings (``bm25``, ``default``, a hub
+  id or a folder) to retriever factories, as the command line uses them.
+
+Names are imported lazily so that ``import pyterrier_hybrid.retrieval`` does not load torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SentenceTransformerBiEncoder": "biencoder",
+    "BiEncoderConfig": "biencoder",
+    "ExactDenseRetriever": "dense",
+    "DenseRetrieverFactory": "dense",
+    "EmbeddingCache": "dense",
+    "BM25Retriever": "bm25",
+    "BM25Config": "bm25",
+    "BM25Factory": "bm25",
+    "MultilingualTokenizer": "tokenization",
+    "TokenizerConfig": "tokenization",
+    "SystemSpec": "systems",
+    "SystemOptions": "systems",
+    "build_factory": "systems",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
