@@ -1,0 +1,46 @@
+"""Hybrid batch training of multilingual bi-encoders on sentence-transformers (arXiv 2408.10536).
+
+- :class:`HybridTrainingConfig` (``config``): every setting of a run, paper defaults;
+- :func:`train` (``trainer``): ``train(config) -> Path`` of a sentence-transformers model folder with its
+  configuration, loss curve and model card;
+- :class:`HybridBatchSampler` / :class:`HybridBatchSamplerFactory` (``sampler``): the batch sampler, usable as
+  ``SentenceTransformerTrainingArguments(batch_sampler=...)`` on its own;
+- :func:`load_training_data`, :func:`split_by_article` (``data``): LAReQA, JSONL and ir_datasets sources.
+
+Names are imported lazily: ``import pyterrier_hybrid.training`` (e.g. for the CLI's ``--help``) does not load
+torch or sentence-transformers.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HybridTrainingConfig": "config",
+    "train": "trainer",
+    "prepare_training": "trainer",
+    "PreparedTraining": "trainer",
+    "HybridBatchSampler": "sampler",
+    "HybridBatchSamplerFactory": "sampler",
+    "ParallelRows": "sampler",
+    "SamplerDataError": "sampler",
+    "TrainingData": "data",
+    "Passage": "data",
+    "JsonlFormatError": "data",
+    "load_training_data": "data",
+    "read_jsonl": "data",
+    "ir_datasets_parallel_examples": "data",
+    "split_by_article": "data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

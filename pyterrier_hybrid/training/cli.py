@@ -1,0 +1,157 @@
+"""``pyterrier-hybrid train``: hybrid batch training from the command line.
+
+    pyterrier-hybrid train --base-model default --train lareqa/mlqa-r --alpha 0.5 --output-dir runs/e5-hybrid
+    pyterrier-hybrid train ... --bf16 --freeze-word-embeddings --max-seq-length 128   # practical on a few CPU cores
+    pyterrier-hybrid train ... --resume                                              # continue an interrupted run
+
+Every option maps to a field of :class:`~pyterrier_hybrid.training.config.HybridTrainingConfig` (see its
+documentation); defaults are the paper's. Heavy libraries are imported by ``run`` only, so that ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import LOSSES, HybridTrainingConfig
+
+__all__ = ["add_arguments", "config_from_args", "run"]
+
+_DEFAULTS = HybridTrainingConfig()
+
+
+def _languages(value: str) -> list[str]:
+    return [lang.strip() for lang in value.split(",") if lang.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``pyterrier-hybrid train``."""
+    d = _DEFAULTS
+    data = parser.add_argument_group("model and data")
+    data.add_argument("--base-model", default=None, metavar="MODEL",
+                      help="model to fine-tune: 'default' (embedded multilingual-e5-small), a sentence-transformers "
+                           "folder or a hub id (default: default)")
+    data.add_argument("--train", default=d.train, metavar="SOURCE",
+                      help="training data: lareqa/mlqa-r, lareqa/xquad-r, a .jsonl file of parallel examples or "
+                           f"irds:LANG=DATASET_ID,... (default: {d.train})")
+    data.add_argument("--train-langs", type=_languages, default=None, metavar="LANGS",
+                      help="comma-separated languages to keep (both query and passage in it; default: all)")
+    data.add_argument("--candidate-text", choices=("sentence", "sentence+context"), default=d.candidate_text,
+                      help=f"passage text: the sentence, or sentence + ' ' + paragraph (default: {d.candidate_text})")
+    data.add_argument("--hard-negatives", action="store_true",
+                      help="add one hard negative per pair (LAReQA: another sentence of the same paragraph)")
+    data.add_argument("--query-prompt", default=None, help="query prefix (default: the model's, else 'query: ')")
+    data.add_argument("--passage-prompt", default=None,
+                      help="passage prefix (default: the model's, else 'passage: ')")
+    data.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
+                      help=f"fraction of articles held out for the validation loss, 0 for none (default: {d.eval_fraction})")
+
+    recipe = parser.add_argument_group("training recipe")
+    recipe.add_argument("--alpha", type=float, default=d.alpha,
+                        help=f"probability of a monolingual batch, else cross-lingual (default: {d.alpha})")
+    recipe.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help=f"pairs per batch per device (default: {d.batch_size})")
+    recipe.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=d.learning_rate,
+                        help=f"AdamW learning rate (default: {d.learning_rate})")
+    recipe.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                        help=f"AdamW weight decay (default: {d.weight_decay})")
+    recipe.add_argument("--warmup", type=float, default=d.warmup,
+                        help=f"linear warmup: fraction of the steps if < 1, else steps (default: {d.warmup})")
+    recipe.add_argument("--max-steps", type=int, default=None, help="optimisation steps (overrides --epochs)")
+    recipe.add_argument("--epochs", type=float, default=d.epochs, help=f"epochs (default: {d.epochs})")
+    recipe.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    recipe.add_argument("--loss", choices=LOSSES, default=d.loss,
+                        help="mnrl: MultipleNegativesRankingLoss; cached-mnrl: the same computed in mini-batches "
+                             f"for batches larger than memory allows (default: {d.loss})")
+    recipe.add_argument("--mini-batch-size", type=int, default=d.mini_batch_size,
+                        help=f"mini-batch size of cached-mnrl (default: {d.mini_batch_size})")
+    recipe.add_argument("--scale", type=float, default=d.scale,
+                        help=f"softmax scale over cosine similarities (default: {d.scale})")
+    recipe.add_argument("--early-stopping-patience", type=int, default=None, metavar="EVALUATIONS",
+                        help="stop after this many validations without improvement and keep the best checkpoint")
+    recipe.add_argument("--gather-across-devices", action="store_true",
+                        help="with several devices, use the other devices' passages as negatives too")
+
+    speed = parser.add_argument_group("speed and memory")
+    speed.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
+    speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
+    speed.add_argument("--freeze-word-embeddings", action="store_true",
+                       help="do not train the word-embedding matrix (less memory and time on CPU)")
+
+    output = parser.add_argument_group("output and checkpoints")
+    output.add_argument("--output-dir", "-o", default=d.output_dir,
+                        help=f"output folder: model, training_config.json, loss curve, README.md, checkpoints/ "
+                             f"(default: {d.output_dir})")
+    output.add_argument("--save-steps", type=int, default=d.save_steps,
+                        help=f"checkpoint every N steps (default: {d.save_steps})")
+    output.add_argument("--save-total-limit", type=int, default=d.save_total_limit,
+                        help=f"checkpoints kept (default: {d.save_total_limit})")
+    output.add_argument("--eval-steps", type=int, default=d.eval_steps,
+                        help=f"validation every N steps (default: {d.eval_steps})")
+    output.add_argument("--logging-steps", type=int, default=d.logging_steps,
+                        help=f"record the loss every N steps (default: {d.logging_steps})")
+    output.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --output-dir from its last checkpoint")
+
+
+def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
+    base_model = args.base_model if args.base_model not in (None, "default") else None
+    return HybridTrainingConfig(
+        base_model=base_model,
+        train=args.train,
+        train_langs=tuple(args.train_langs) if args.train_langs else None,
+        alpha=args.alpha,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        max_steps=args.max_steps,
+        epochs=args.epochs,
+        seed=args.seed,
+        candidate_text=args.candidate_text,
+        max_seq_length=args.max_seq_length,
+        bf16=args.bf16,
+        freeze_word_embeddings=args.freeze_word_embeddings,
+        loss=args.loss,
+        mini_batch_size=args.mini_batch_size,
+        scale=args.scale,
+        hard_negatives=args.hard_negatives,
+        query_prompt=args.query_prompt,
+        passage_prompt=args.passage_prompt,
+        eval_fraction=args.eval_fraction,
+        eval_steps=args.eval_steps,
+        early_stopping_patience=args.early_stopping_patience,
+        output_dir=args.output_dir,
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        logging_steps=args.logging_steps,
+        gather_across_devices=args.gather_across_devices,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; prints the output folder. Returns the exit status (2 for a bad configuration or
+    unusable data, with the reason on stderr)."""
+    from .sampler import SamplerDataError
+    from .trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        out = train(config, resume=args.resume)
+    except (ValueError, FileNotFoundError, FileExistsError, SamplerDataError) as e:
+        print(f"pyterrier-hybrid train: error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m pyterrier_hybrid.training.cli``)."""
+    parser = argparse.ArgumentParser(prog="pyterrier-hybrid train", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

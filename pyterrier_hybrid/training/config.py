@@ -1,0 +1,160 @@
+"""The configuration of a hybrid batch training run (one dataclass, saved as JSON beside the trained model)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CONFIG_FILE", "LOSSES", "HybridTrainingConfig"]
+
+CONFIG_FILE = "training_config.json"
+LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
+CANDIDATE_TEXT_OPTIONS: tuple[str, ...] = ("sentence", "sentence+context")
+
+
+@dataclass(frozen=True)
+class HybridTrainingConfig:
+    """Everything that determines a training run. Defaults follow the paper (arXiv 2408.10536): AdamW, weight decay
+    0.01, learning rate 3e-5, batch size 100, alpha 0.5; InfoNCE with in-batch negatives (sentence-transformers'
+    MultipleNegativesRankingLoss, cosine similarity, scale 20).
+
+    Attributes:
+        base_model: model to start from, resolved by ``pyterrier_hybrid.models.resolve_model`` (None or "default":
+            the embedded multilingual-e5-small; else a sentence-transformers folder or hub id).
+        train: training source: "lareqa/mlqa-r", "lareqa/xquad-r", a .jsonl file or "irds:LANG=ID,..."
+            (see :mod:`pyterrier_hybrid.training.data`).
+        train_langs: keep only examples whose query and passage languages are both in this list (None: all).
+        alpha: probability that a batch is monolingual (else cross-lingual).
+        batch_size: pairs per batch on each device (the in-batch negatives of each pair are the others).
+        learning_rate, weight_decay: AdamW settings.
+        warmup: linear warmup, a fraction of the total steps if < 1, else a number of steps (the paper does not
+            state one; 0.1 is the usual sentence-transformers choice).
+        max_steps: optimisation steps; when set it overrides ``epochs``.
+        epochs: passes over the data; an epoch is (distinct parallel ids) / (batch size x devices) steps.
+        seed: seeds model initialisation of new layers, dropout, the held-out split and the batch sampler.
+        candidate_text: "sentence+context" (LAReQA's setting: sentence, a space, its paragraph) or "sentence".
+        max_seq_length: token limit for training texts (None: the model's own).
+        bf16: bfloat16 autocast (on CPU about 2-4x faster than float32 where supported).
+        freeze_word_embeddings: do not train the word-embedding matrix (most of a multilingual model's parameters;
+            freezing it saves optimizer memory and time, and keeps rare-language tokens as pre-trained).
+        loss: "mnrl" (MultipleNegativesRankingLoss) or "cached-mnrl" (CachedMultipleNegativesRankingLoss, the same
+            objective computed in mini-batches of ``mini_batch_size``, for batches larger than memory allows).
+        mini_batch_size: mini-batch size of "cached-mnrl".
+        scale: inverse temperature of the softmax over cosine similarities.
+        hard_negatives: add a hard negative passage to each pair (LAReQA: another sentence of the same paragraph).
+        query_prompt / passage_prompt: prefixes of queries / passages; None takes the model's prompts "query" /
+            "passage" (for models without them: "query: " / "passage: ", as in the paper).
+        eval_fraction: fraction of articles held out for a validation loss (0: none).
+        eval_steps: evaluate the validation loss every this many steps.
+        early_stopping_patience: stop after this many evaluations without improvement of the validation loss and
+            keep the best checkpoint (None: no early stopping).
+        output_dir: where the model, its configuration, loss curve, model card and checkpoints/ are written.
+        save_steps: checkpoint every this many steps (checkpoints/checkpoint-N, for --resume).
+        save_total_limit: keep at most this many checkpoints (None: all).
+        logging_steps: record the training loss every this many steps.
+        gather_across_devices: with several devices, use the other devices' passages as negatives too.
+    """
+
+    base_model: str | None = None
+    train: str = "lareqa/mlqa-r"
+    train_langs: tuple[str, ...] | None = None
+    alpha: float = 0.5
+    batch_size: int = 100
+    learning_rate: float = 3e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    max_steps: int | None = None
+    epochs: float = 1.0
+    seed: int = 42
+    candidate_text: str = "sentence+context"
+    max_seq_length: int | None = None
+    bf16: bool = False
+    freeze_word_embeddings: bool = False
+    loss: str = "mnrl"
+    mini_batch_size: int = 32
+    scale: float = 20.0
+    hard_negatives: bool = False
+    query_prompt: str | None = None
+    passage_prompt: str | None = None
+    eval_fraction: float = 0.05
+    eval_steps: int = 500
+    early_stopping_patience: int | None = None
+    output_dir: str = "runs/hybrid"
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+    gather_across_devices: bool = False
+
+    def __post_init__(self):
+        if self.train_langs is not None:
+            object.__setattr__(self, "train_langs", tuple(self.train_langs))
+        object.__setattr__(self, "output_dir", str(self.output_dir))
+        problems = []
+        if not 0.0 <= self.alpha <= 1.0:
+            problems.append(f"alpha must be in [0, 1] (probability of a monolingual batch), got {self.alpha}")
+        for name in ("batch_size", "mini_batch_size", "eval_steps", "save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup < 0 or (self.warmup >= 1 and self.warmup != int(self.warmup)):
+            problems.append(f"warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be a positive integer or None, got {self.max_steps}")
+        if self.epochs <= 0:
+            problems.append(f"epochs must be positive, got {self.epochs}")
+        if self.candidate_text not in CANDIDATE_TEXT_OPTIONS:
+            problems.append(f"candidate_text must be one of {CANDIDATE_TEXT_OPTIONS}, got {self.candidate_text!r}")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            problems.append(f"max_seq_length must be a positive integer or None, got {self.max_seq_length}")
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.scale <= 0:
+            problems.append(f"scale must be positive, got {self.scale}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            problems.append(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                problems.append(f"early_stopping_patience must be a positive integer, got {self.early_stopping_patience}")
+            if self.eval_fraction == 0.0:
+                problems.append("early stopping needs a validation split: set eval_fraction > 0")
+            if self.save_steps % self.eval_steps != 0:
+                problems.append(
+                    f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple "
+                    f"of eval_steps ({self.eval_steps})"
+                )
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
+        if problems:
+            raise ValueError("invalid training configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["train_langs"] is not None:
+            data["train_langs"] = list(data["train_langs"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HybridTrainingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training configuration field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """Write the configuration (and ``extra`` facts of the run, under "run") as JSON."""
+        payload = {"config": self.to_dict(), **({"run": extra} if extra else {})}
+        Path(path).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> HybridTrainingConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8"))["config"])
+
+    def differences(self, other: HybridTrainingConfig) -> dict[str, tuple[Any, Any]]:
+        """Fields whose values differ: name -> (self's, other's)."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

@@ -1,0 +1,404 @@
+"""The hybrid batch sampler (arXiv 2408.10536): every batch is monolingual with probability ``alpha``, else
+cross-lingual, and never holds two translations of the same example.
+
+It plugs into sentence-transformers as ``SentenceTransformerTrainingArguments(batch_sampler=...)``. The dataset
+given to the trainer has one row per :class:`~pyterrier_hybrid.datasets.parallel.ParallelExample` and only the
+text columns the loss reads (anchor, positive[, negative]): sentence-transformers feeds every non-label column to
+the loss, so the languages and parallel ids of the rows live here, in :class:`ParallelRows`, indexed by row.
+
+Batch composition
+    - monolingual batch: one language drawn uniformly among the languages that have monolingual examples; every
+      pair has its query and passage in that language;
+    - cross-lingual batch: every pair has query language != passage language; for each parallel id drawn, its
+      language pair is drawn uniformly among the cross-lingual rows available for that id;
+    - no two rows of a batch share a parallel id (their passages are translations of each other, so one would be a
+      false in-batch negative for the other), a query text, or a passage text (positive or hard negative).
+
+Epoch
+    One epoch is ``floor(P / (batch_size * world_size))`` global steps, P the number of distinct parallel ids: the
+    number of steps it takes to show each parallel id once if every batch held distinct ids. Each pool (the
+    monolingual rows of one language; the parallel ids having cross-lingual rows) is a queue shuffled at the start
+    of the epoch and drawn without replacement, reshuffled when exhausted, so rows are covered evenly. The batches
+    of an epoch are a pure function of (seed, epoch): ``set_epoch`` changes them, and a resumed run that skips the
+    first k batches of an epoch sees exactly the batches an uninterrupted run would have seen after them.
+
+Distributed training
+    accelerate (used by the transformers Trainer) gives consecutive batches of the sampler to the ranks in turn
+    (``BatchSamplerShard``, batch i to rank ``i % world_size``). The sampler therefore draws one *global* batch of
+    ``batch_size * world_size`` rows per step (one batch type, one language, distinct parallel ids and texts across
+    all ranks, which also suits ``gather_across_devices``) and yields it as ``world_size`` consecutive per-rank
+    batches. Every rank builds the same sampler from the same seed, so all ranks agree without communicating.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+from pyterrier_hybrid.datasets.parallel import ParallelExample
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HybridBatchSampler",
+    "HybridBatchSamplerFactory",
+    "ParallelRows",
+    "SamplerDataError",
+    "distributed_world_size",
+]
+
+
+class SamplerDataError(ValueError):
+    """The training examples cannot satisfy what the sampler was asked for."""
+
+
+def _codes(values: Sequence[Hashable]) -> np.ndarray:
+    """Integer codes, equal for equal values, assigned in order of first appearance (deterministic across
+    processes, unlike ``hash()`` of strings)."""
+    index: dict = {}
+    return np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values))
+
+
+@dataclass(frozen=True)
+class ParallelRows:
+    """What the sampler knows of each dataset row (row i of the dataset = row i here).
+
+    ``passage_keys[i]`` holds codes of every passage text of row i (its positive and its hard negatives, if any):
+    two rows whose passages share a text never go into one batch.
+    """
+
+    parallel_ids: np.ndarray  # int codes of the parallel ids
+    query_langs: np.ndarray  # str
+    passage_langs: np.ndarray  # str
+    query_keys: np.ndarray  # int codes of the query texts
+    passage_keys: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self):
+        n = len(self.parallel_ids)
+        lengths = {len(self.query_langs), len(self.passage_langs), len(self.query_keys), len(self.passage_keys)}
+        if lengths != {n}:
+            raise ValueError("ParallelRows: every per-row array must have one entry per row")
+
+    def __len__(self) -> int:
+        return len(self.parallel_ids)
+
+    @classmethod
+    def from_examples(
+        cls,
+        examples: Sequence[ParallelExample],
+        passage_texts: Sequence[str] | None = None,
+        negative_texts: Sequence[str | None] | None = None,
+    ) -> ParallelRows:
+        """Rows for ``examples``; ``passage_texts`` are the positive texts the loss sees (default: the sentences),
+        ``negative_texts`` the hard negative of each row (or None)."""
+        if passage_texts is None:
+            passage_texts = [e.passage_sentence for e in examples]
+        if len(passage_texts) != len(examples) or (negative_texts is not None and len(negative_texts) != len(examples)):
+            raise ValueError("passage_texts and negative_texts must have one entry per example")
+        texts = list(passage_texts) + [t for t in (negative_texts or []) if t is not None]
+        codes = iter(_codes(texts).tolist())
+        positive_codes = [next(codes) for _ in passage_texts]
+        passage_keys = []
+        for i, positive in enumerate(positive_codes):
+            has_negative = negative_texts is not None and negative_texts[i] is not None
+            passage_keys.append((positive, next(codes)) if has_negative else (positive,))
+        return cls(
+            parallel_ids=_codes([e.parallel_id for e in examples]),
+            query_langs=np.array([e.query_lang for e in examples], dtype=object),
+            passage_langs=np.array([e.passage_lang for e in examples], dtype=object),
+            query_keys=_codes([e.query for e in examples]),
+            passage_keys=tuple(passage_keys),
+        )
+
+    def describe(self, row: int) -> tuple[int, str, str]:
+        """(parallel id code, query language, passage language) of a row."""
+        return int(self.parallel_ids[row]), str(self.query_langs[row]), str(self.passage_langs[row])
+
+
+def distributed_world_size() -> int:
+    """Number of ranks of the initialised torch.distributed process group (1 when not distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+class _Pool:
+    """A queue of items drawn without replacement, reshuffled when exhausted; items deferred by a batch (they
+    conflicted with it) go back to the front so that they are drawn first by the next batch."""
+
+    def __init__(self, name: str, items: np.ndarray, rng: np.random.Generator):
+        self.name = name
+        self.items = items
+        self.rng = rng
+        self.queue: deque[int] = deque()
+
+    def pop(self, deferred: list[int]) -> int | None:
+        """The next item, or None when every item is deferred by the current batch."""
+        if not self.queue:
+            # A refill during a batch must not hand out again what that batch already deferred (those go back to
+            # the front afterwards), or they would appear twice in the queue.
+            skip = set(deferred)
+            self.queue.extend(int(i) for i in self.rng.permutation(self.items) if int(i) not in skip)
+            if not self.queue:
+                return None
+        return self.queue.popleft()
+
+    def give_back(self, deferred: list[int]) -> None:
+        self.queue.extendleft(reversed(deferred))
+
+
+class HybridBatchSampler(DefaultBatchSampler):
+    """Batches of row indices following the hybrid batch recipe (see the module docstring).
+
+    The signature matches what sentence-transformers passes to a ``batch_sampler`` (dataset, batch_size, drop_last,
+    valid_label_columns, generator, seed) plus keyword-only ``rows`` (the per-row metadata), ``alpha`` (probability
+    of a monolingual batch), ``num_replicas`` (ranks; default: the torch.distributed world size) and
+    ``batches_per_epoch`` (global steps per epoch; default ``P // (batch_size * num_replicas)``).
+
+    ``generator`` is ignored: batches are derived from ``(seed, epoch)`` alone so that they can be reproduced
+    after a restart. ``drop_last`` is ignored too: every batch is full.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool = False,
+        valid_label_columns: list[str] | None = None,
+        generator=None,
+        seed: int = 0,
+        *,
+        rows: ParallelRows,
+        alpha: float = 0.5,
+        num_replicas: int | None = None,
+        batches_per_epoch: int | None = None,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
+        if len(dataset) != len(rows):
+            raise ValueError(
+                f"the dataset has {len(dataset)} rows but the sampler's ParallelRows describe {len(rows)}: "
+                "they must be built from the same examples, in the same order"
+            )
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha is the probability of a monolingual batch and must be in [0, 1], got {alpha}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.rows = rows
+        self.alpha = float(alpha)
+        self.num_replicas = int(num_replicas) if num_replicas is not None else distributed_world_size()
+        if self.num_replicas < 1:
+            raise ValueError(f"num_replicas must be at least 1, got {num_replicas}")
+        self.global_batch_size = batch_size * self.num_replicas
+        self.seed = int(seed) if seed is not None else 0
+
+        mono = rows.query_langs == rows.passage_langs
+        self.languages: tuple[str, ...] = tuple(sorted(set(rows.query_langs[mono].tolist())))
+        self.monolingual_rows: dict[str, np.ndarray] = {
+            lang: np.flatnonzero(mono & (rows.query_langs == lang)) for lang in self.languages
+        }
+        cross = np.flatnonzero(~mono)
+        order = np.argsort(rows.parallel_ids[cross], kind="stable")
+        cross_sorted = cross[order]
+        cross_ids, starts = np.unique(rows.parallel_ids[cross_sorted], return_index=True)
+        self.cross_parallel_ids: np.ndarray = cross_ids
+        self.cross_rows: dict[int, np.ndarray] = {
+            int(pid): rows_of_pid for pid, rows_of_pid in zip(cross_ids, np.split(cross_sorted, starts[1:]))
+        }
+        self._check_feasible()
+
+        num_parallel_ids = len(np.unique(rows.parallel_ids))
+        if batches_per_epoch is None:
+            batches_per_epoch = max(1, num_parallel_ids // self.global_batch_size)
+        if batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be at least 1, got {batches_per_epoch}")
+        self.batches_per_epoch = int(batches_per_epoch)
+
+    def _check_feasible(self) -> None:
+        needed = self.global_batch_size
+        per_rank = f" ({self.batch_size} per rank x {self.num_replicas} ranks)" if self.num_replicas > 1 else ""
+        if self.alpha > 0:
+            if not self.languages:
+                raise SamplerDataError(
+                    f"alpha={self.alpha} asks for monolingual batches but no training example has its query and "
+                    "passage in the same language"
+                )
+            for lang, lang_rows in self.monolingual_rows.items():
+                distinct = len(np.unique(self.rows.parallel_ids[lang_rows]))
+                if distinct < needed:
+                    raise SamplerDataError(
+                        f"language {lang!r} has {distinct} monolingual examples with distinct parallel ids, fewer "
+                        f"than one batch of {needed}{per_rank}: lower the batch size or drop the language"
+                    )
+        if self.alpha < 1:
+            if len(self.cross_parallel_ids) == 0:
+                langs = sorted(set(self.rows.query_langs.tolist()) | set(self.rows.passage_langs.tolist()))
+                raise SamplerDataError(
+                    f"alpha={self.alpha} asks for cross-lingual batches (probability {1 - self.alpha:g}) but the "
+                    f"training examples have no pair with query language != passage language (languages: "
+                    f"{', '.join(langs)}); use alpha=1 or add languages"
+                )
+            if len(self.cross_parallel_ids) < needed:
+                raise SamplerDataError(
+                    f"only {len(self.cross_parallel_ids)} parallel ids have a cross-lingual pair, fewer than one "
+                    f"batch of {needed}{per_rank}: lower the batch size"
+                )
+
+    def __len__(self) -> int:
+        """Per-rank batches of one epoch times the number of ranks (what accelerate's sharding expects)."""
+        return self.batches_per_epoch * self.num_replicas
+
+    def batch_plan(self) -> Iterator[tuple[str, str | None]]:
+        """The (batch type, language) of each global step of the current epoch: ("monolingual", lang) or
+        ("cross-lingual", None). Depends only on (seed, epoch, alpha, languages)."""
+        type_rng, _ = self._rngs()
+        for _ in range(self.batches_per_epoch):
+            yield self._draw_type(type_rng)
+
+    def _rngs(self) -> tuple[np.random.Generator, np.random.Generator]:
+        # Two independent streams: the sequence of batch types does not depend on how the pools are drawn.
+        type_seq, pool_seq = np.random.SeedSequence([self.seed, self.epoch]).spawn(2)
+        return np.random.default_rng(type_seq), np.random.default_rng(pool_seq)
+
+    def _draw_type(self, type_rng: np.random.Generator) -> tuple[str, str | None]:
+        # Both draws happen at every step, so the language sequence does not shift with the batch types.
+        monolingual = type_rng.random() < self.alpha
+        lang_index = int(type_rng.integers(len(self.languages))) if self.languages else 0
+        if monolingual:
+            return "monolingual", self.languages[lang_index]
+        return "cross-lingual", None
+
+    def __iter__(self) -> Iterator[list[int]]:
+        type_rng, pool_rng = self._rngs()
+        pools: dict[str | None, _Pool] = {}
+        for _ in range(self.batches_per_epoch):
+            kind, lang = self._draw_type(type_rng)
+            if lang not in pools:
+                if kind == "monolingual":
+                    pools[lang] = _Pool(f"monolingual {lang!r} examples", self.monolingual_rows[lang], pool_rng)
+                else:
+                    pools[lang] = _Pool("cross-lingual parallel ids", self.cross_parallel_ids, pool_rng)
+            global_batch = self._fill(pools[lang], cross=kind == "cross-lingual", rng=pool_rng)
+            for rank in range(self.num_replicas):
+                yield global_batch[rank * self.batch_size : (rank + 1) * self.batch_size]
+
+    def _fill(self, pool: _Pool, cross: bool, rng: np.random.Generator) -> list[int]:
+        rows = self.rows
+        batch: list[int] = []
+        seen_ids: set[int] = set()
+        seen_queries: set[int] = set()
+        seen_passages: set[int] = set()
+        deferred: list[int] = []
+        misses = 0
+        max_misses = 2 * len(pool.items) + self.global_batch_size
+        while len(batch) < self.global_batch_size:
+            item = pool.pop(deferred)
+            if item is None or misses > max_misses:
+                raise SamplerDataError(
+                    f"cannot fill a batch of {self.global_batch_size} from the {pool.name}: too few of them "
+                    "have distinct parallel ids, query texts and passage texts; lower the batch size"
+                )
+            if cross:
+                candidates = self.cross_rows[item]
+                row = int(candidates[rng.integers(len(candidates))])
+            else:
+                row = item
+            passage_keys = rows.passage_keys[row]
+            if (
+                int(rows.parallel_ids[row]) in seen_ids
+                or int(rows.query_keys[row]) in seen_queries
+                or not seen_passages.isdisjoint(passage_keys)
+            ):
+                deferred.append(item)
+                misses += 1
+                continue
+            misses = 0
+            batch.append(row)
+            seen_ids.add(int(rows.parallel_ids[row]))
+            seen_queries.add(int(rows.query_keys[row]))
+            seen_passages.update(passage_keys)
+        pool.give_back(deferred)
+        return batch
+
+
+class HybridBatchSamplerFactory:
+    """The callable to give as ``SentenceTransformerTrainingArguments(batch_sampler=...)``.
+
+    sentence-transformers builds the batch sampler of the training *and* the evaluation dataloader through the same
+    ``batch_sampler`` argument, passing only the dataset: each dataset is registered here with its rows (and, for
+    an evaluation set, usually an explicit number of batches), and looked up by identity when the trainer asks.
+    """
+
+    def __init__(self, alpha: float = 0.5, num_replicas: int | None = None):
+        self.alpha = alpha
+        self.num_replicas = num_replicas
+        self._registered: dict[int, tuple[object, ParallelRows, dict]] = {}
+        self.samplers: dict[int, HybridBatchSampler] = {}
+
+    def __repr__(self) -> str:
+        return f"HybridBatchSamplerFactory(alpha={self.alpha}, datasets={len(self._registered)})"
+
+    def __deepcopy__(self, memo):
+        # transformers deep-copies its training arguments (TrainingArguments.to_dict, for logs and model cards);
+        # copying the registered datasets along would cost memory and time for nothing: the factory is shared.
+        return self
+
+    def __getstate__(self) -> dict:
+        # transformers pickles its training arguments into every checkpoint (training_args.bin): keep the settings
+        # only, not the registered datasets and rows (megabytes per checkpoint, and a memory peak while saving).
+        # Registrations are process-local: a resumed run registers its datasets again.
+        return {"alpha": self.alpha, "num_replicas": self.num_replicas}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def register(self, dataset, rows: ParallelRows, **sampler_kwargs) -> None:
+        """Use ``rows`` for ``dataset``; ``sampler_kwargs`` (alpha, batches_per_epoch, num_replicas) override."""
+        if len(dataset) != len(rows):
+            raise ValueError(f"dataset has {len(dataset)} rows, ParallelRows has {len(rows)}")
+        self._registered[id(dataset)] = (dataset, rows, sampler_kwargs)
+
+    def __call__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool = False,
+        valid_label_columns: list[str] | None = None,
+        generator=None,
+        seed: int = 0,
+    ) -> HybridBatchSampler:
+        if id(dataset) not in self._registered:
+            raise KeyError(
+                "HybridBatchSamplerFactory was asked for a batch sampler over a dataset it does not know: register "
+                "every dataset given to the trainer (train and eval) with its ParallelRows first"
+            )
+        _, rows, overrides = self._registered[id(dataset)]
+        kwargs = {"alpha": self.alpha, "num_replicas": self.num_replicas, **overrides}
+        sampler = HybridBatchSampler(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+            rows=rows,
+            **kwargs,
+        )
+        self.samplers[id(dataset)] = sampler
+        return sampler
+
+    def sampler_for(self, dataset) -> HybridBatchSampler | None:
+        """The last sampler built for ``dataset`` (None if the trainer has not asked yet)."""
+        return self.samplers.get(id(dataset))

@@ -1,0 +1,508 @@
+"""Hybrid batch training of a sentence-transformers bi-encoder (arXiv 2408.10536).
+
+``train(config)`` fine-tunes ``config.base_model`` on parallel examples with InfoNCE over in-batch negatives
+(MultipleNegativesRankingLoss, or its cached variant for large batches), batches drawn by
+:class:`~pyterrier_hybrid.training.sampler.HybridBatchSampler`, and writes to ``config.output_dir``:
+
+- the trained model, a normal sentence-transformers folder (``SentenceTransformer(output_dir)`` loads it, prompts
+  included);
+- ``training_config.json``: the full configuration, the seed and facts of the run (resolved base model, example
+  counts, steps, versions);
+- ``loss_curve.csv`` / ``loss_curve.png``: training (and validation) loss by step;
+- ``README.md``: a short model card;
+- ``checkpoints/checkpoint-N``: checkpoints every ``save_steps`` steps; ``train(config, resume=True)`` continues
+  the last one and reaches the same weights as an uninterrupted run (the batches are a function of seed, epoch and
+  step, and the trainer restores the optimizer, scheduler and random states).
+
+The texts given to the trainer are raw; the prompts ("query: " / "passage: ") are added once, by the trainer's data
+collator, through the ``prompts`` training argument.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import CONFIG_FILE, HybridTrainingConfig
+from .data import TrainingData, candidate_text, load_training_data, split_by_article
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+
+    from .sampler import ParallelRows
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "DEFAULT_PASSAGE_PROMPT",
+    "DEFAULT_QUERY_PROMPT",
+    "LOSS_CURVE_CSV",
+    "LOSS_CURVE_PNG",
+    "PreparedTraining",
+    "build_training_dataset",
+    "freeze_word_embeddings",
+    "prepare_training",
+    "resolve_base_model",
+    "train",
+    "training_prompts",
+]
+
+CHECKPOINT_DIR = "checkpoints"
+LOSS_CURVE_CSV = "loss_curve.csv"
+LOSS_CURVE_PNG = "loss_curve.png"
+DEFAULT_QUERY_PROMPT = "query: "
+DEFAULT_PASSAGE_PROMPT = "passage: "
+
+
+# --- pieces ---------------------------------------------------------------------------------------------------------
+
+
+def resolve_base_model(spec: str | Path | None) -> str:
+    """A local folder or hub id for ``spec`` through ``pyterrier_hybrid.models.resolve_model`` (None/"default":
+    the embedded default). Until that function exists, a path is accepted as is."""
+    try:
+        from pyterrier_hybrid.models import resolve_model
+    except ImportError:
+        if spec is None or str(spec) == "default":
+            raise RuntimeError(
+                "pyterrier_hybrid.models.resolve_model is not available to build the default model: give a path"
+            ) from None
+        return str(spec)
+    return str(resolve_model(spec))
+
+
+def training_prompts(model: SentenceTransformer, config: HybridTrainingConfig) -> tuple[str, str]:
+    """(query prompt, passage prompt): the configured ones, else the model's "query" / "passage" prompts, else the
+    paper's "query: " / "passage: "."""
+    prompts = getattr(model, "prompts", None) or {}
+    query = config.query_prompt if config.query_prompt is not None else prompts.get("query", DEFAULT_QUERY_PROMPT)
+    passage = config.passage_prompt
+    if passage is None:
+        passage = prompts.get("passage", prompts.get("document", DEFAULT_PASSAGE_PROMPT))
+    return query, passage
+
+
+def build_training_dataset(
+    data: TrainingData, candidate_text_mode: str, prompts: tuple[str, str] = ("", "")
+) -> tuple[Dataset, ParallelRows]:
+    """The dataset given to the trainer (columns anchor, positive[, negative]: raw texts, one row per example) and
+    the sampler's per-row metadata.
+
+    Raises ValueError when a text already starts with its prompt (the collator adds the prompt, so it would be
+    there twice) or is empty.
+    """
+    from datasets import Dataset
+
+    from .sampler import ParallelRows
+
+    if len(data) == 0:
+        raise ValueError("no training examples")
+    query_prompt, passage_prompt = prompts
+    anchors = [e.query for e in data.examples]
+    positives = [candidate_text(e.passage_sentence, e.passage_context, candidate_text_mode) for e in data.examples]
+    negatives = None
+    if data.negatives is not None:
+        negatives = [candidate_text(n.sentence, n.context, candidate_text_mode) for n in data.negatives]
+    for column, texts, prompt in (("query", anchors, query_prompt), ("passage", positives, passage_prompt)):
+        for example, text in zip(data.examples, texts):
+            if not text.strip():
+                raise ValueError(f"empty {column} text (parallel id {example.parallel_id!r}, {example.query_lang}-"
+                                 f"{example.passage_lang})")
+            if prompt and text.startswith(prompt):
+                raise ValueError(
+                    f"the {column} text of parallel id {example.parallel_id!r} already starts with the prompt "
+                    f"{prompt!r}, which training adds: remove it from the data or set the {column} prompt to ''"
+                )
+    columns = {"anchor": anchors, "positive": positives}
+    if negatives is not None:
+        columns["negative"] = negatives
+    rows = ParallelRows.from_examples(data.examples, positives, negatives)
+    return Dataset.from_dict(columns), rows
+
+
+def freeze_word_embeddings(model: SentenceTransformer) -> int:
+    """Stop training the word-embedding matrix of the model's transformer; returns the number of frozen weights."""
+    transformer = model[0]
+    auto_model = getattr(transformer, "auto_model", None)
+    if auto_model is None or not hasattr(auto_model, "get_input_embeddings"):
+        raise ValueError(f"cannot find the word embeddings of {type(transformer).__name__} to freeze them")
+    weight = auto_model.get_input_embeddings().weight
+    weight.requires_grad_(False)
+    return weight.numel()
+
+
+def _eval_batch_size(rows: ParallelRows, config: HybridTrainingConfig, world_size: int) -> int:
+    """The largest per-device batch (at most the training one) the held-out split can fill for every batch type."""
+    mono = rows.query_langs == rows.passage_langs
+    limits = []
+    if config.alpha > 0:
+        for lang in set(rows.query_langs[mono].tolist()):
+            limits.append(len(np.unique(rows.parallel_ids[mono & (rows.query_langs == lang)])))
+    if config.alpha < 1:
+        limits.append(len(np.unique(rows.parallel_ids[~mono])))
+    feasible = (min(limits) if limits else 0) // world_size
+    if feasible < 2:
+        raise ValueError(
+            f"the held-out split ({config.eval_fraction:.0%} of the articles) is too small for validation batches "
+            f"of 2 or more pairs for every batch type and language: raise eval_fraction or set it to 0"
+        )
+    return min(config.batch_size, feasible)
+
+
+def _check_output_dir(out: Path, config: HybridTrainingConfig, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); refuses to mix runs in one folder."""
+    checkpoints = sorted(
+        (p for p in (out / CHECKPOINT_DIR).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    if not resume:
+        if checkpoints:
+            raise FileExistsError(
+                f"{out} holds checkpoints of an earlier run: resume it (--resume) or choose another output folder"
+            )
+        return None
+    if not checkpoints:
+        raise FileNotFoundError(f"nothing to resume: no checkpoint in {out / CHECKPOINT_DIR}")
+    saved_path = out / CONFIG_FILE
+    if saved_path.is_file():
+        differences = HybridTrainingConfig.load(saved_path).differences(config)
+        if differences:
+            listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differences.items())
+            raise ValueError(f"cannot resume {out} with a different configuration ({listed})")
+    return checkpoints[-1]
+
+
+def _callbacks(factory, train_dataset, config: HybridTrainingConfig) -> list:
+    from transformers import EarlyStoppingCallback, ProgressCallback, TrainerCallback
+
+    class LossProgressCallback(ProgressCallback):
+        """The progress bar (steps/s from tqdm) with the latest training loss and learning rate as postfix,
+        instead of one printed dict per logging step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or self.training_bar is None or not logs:
+                return
+            if "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}")
+            elif "eval_loss" in logs:
+                self.training_bar.write(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}")
+
+    class SamplerEpochCallback(TrainerCallback):
+        """Hands the epoch to the hybrid sampler at every epoch start. The trainer does it too, except when resuming
+        under distributed training, where the sampler sits under two wrappers it does not look through."""
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            sampler = factory.sampler_for(train_dataset)
+            if sampler is not None:
+                sampler.set_epoch(int(state.epoch or 0))
+
+    callbacks: list = [SamplerEpochCallback()]
+    callbacks.append(LossProgressCallback())
+    if config.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return callbacks
+
+
+# --- outputs ----------------------------------------------------------------------------------------------------------
+
+
+def _loss_rows(log_history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        if "loss" not in entry and "eval_loss" not in entry:
+            continue
+        row = by_step.setdefault(int(entry["step"]), {"step": int(entry["step"])})
+        row["epoch"] = entry.get("epoch", row.get("epoch"))
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+            if key in entry:
+                row[key] = entry[key]
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def write_loss_curve(log_history: Sequence[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """``loss_curve.csv`` (step, epoch, loss, eval_loss, learning_rate, grad_norm) and ``loss_curve.png``."""
+    rows = _loss_rows(log_history)
+    fields = ["step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm"]
+    with (out / LOSS_CURVE_CSV).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in fields})
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed, safe in threads and on servers
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    train_points = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    eval_points = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if train_points:
+        ax.plot(*zip(*train_points), label="training loss")
+    if eval_points:
+        ax.plot(*zip(*eval_points), marker="o", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title("Hybrid batch training")
+    if train_points or eval_points:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / LOSS_CURVE_PNG, dpi=100)
+    plt.close(fig)
+    return rows
+
+
+def write_model_card(out: Path, config: HybridTrainingConfig, run: dict[str, Any]) -> None:
+    last = run.get("final_training_loss")
+    best_eval = run.get("best_validation_loss")
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "tags: [sentence-transformers, cross-lingual-retrieval, pyterrier-hybrid]",
+        f"language: [{', '.join(run['languages'])}]",
+        "---",
+        "",
+        "# Hybrid-batch-trained multilingual bi-encoder",
+        "",
+        f"Fine-tuned from `{run['base_model']}` by `pyterrier-hybrid train` with hybrid batch training "
+        "(arXiv 2408.10536): each batch is monolingual (one language) with probability "
+        f"alpha={config.alpha:g}, else cross-lingual, and never holds two translations of one question.",
+        "",
+        f"- training data: `{config.train}`, {run['train_examples']} examples ({run['train_parallel_ids']} parallel "
+        f"ids), languages {', '.join(run['languages'])}; {run['eval_examples']} held-out examples",
+        f"- loss: {config.loss} (InfoNCE, in-batch negatives{', hard negatives' if config.hard_negatives else ''}, "
+        f"cosine x {config.scale:g}); batch {config.batch_size}; AdamW lr {config.learning_rate:g}, weight decay "
+        f"{config.weight_decay:g}, warmup {config.warmup:g}; {run['global_steps']} steps; seed {config.seed}",
+        f"- passages: {config.candidate_text}; prompts {run['query_prompt']!r} / {run['passage_prompt']!r}",
+        f"- final training loss: {last:.4f}" if last is not None else "- final training loss: n/a",
+    ]
+    if best_eval is not None:
+        lines.append(f"- best validation loss: {best_eval:.4f}")
+    lines += [
+        "",
+        "Full configuration: `training_config.json`; loss by step: `loss_curve.csv` / `loss_curve.png`.",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "model = SentenceTransformer(PATH)",
+        'queries = model.encode_query(["..."])      # adds the query prompt',
+        'passages = model.encode_document(["..."])  # adds the passage prompt',
+        "```",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+# --- the run ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedTraining:
+    """A training run ready to start: the sentence-transformers trainer wired with the hybrid sampler, and what it
+    was built from. ``run()`` trains and writes the outputs; the parts are exposed for inspection and tests."""
+
+    config: HybridTrainingConfig
+    trainer: Any  # SentenceTransformerTrainer
+    sampler_factory: Any  # HybridBatchSamplerFactory
+    data: TrainingData
+    train_data: TrainingData
+    eval_data: TrainingData
+    train_dataset: Any  # datasets.Dataset
+    eval_dataset: Any | None
+    base_model: str
+    prompts: tuple[str, str]
+    checkpoint: Path | None
+    world_size: int
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+    @property
+    def train_sampler(self):
+        """The hybrid sampler of the training dataloader (built by the trainer when training starts)."""
+        return self.sampler_factory.sampler_for(self.train_dataset)
+
+    def run(self) -> Path:
+        trainer, config, out = self.trainer, self.config, self.output_dir
+        trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        if trainer.is_world_process_zero():
+            trainer.model.save(str(out))
+            loss_rows = write_loss_curve(trainer.state.log_history, out)
+            train_losses = [r["loss"] for r in loss_rows if "loss" in r]
+            eval_losses = [r["eval_loss"] for r in loss_rows if "eval_loss" in r]
+            run = {
+                "status": "finished",
+                "seed": config.seed,
+                "base_model": self.base_model,
+                "languages": list(self.data.languages),
+                "train_examples": len(self.train_data),
+                "train_parallel_ids": self.train_data.num_parallel_ids,
+                "eval_examples": len(self.eval_data),
+                "eval_batch_size": trainer.args.per_device_eval_batch_size if self.eval_dataset is not None else None,
+                "world_size": self.world_size,
+                "global_steps": trainer.state.global_step,
+                "steps_per_epoch": len(self.train_sampler) // self.world_size,
+                "resumed_from": str(self.checkpoint) if self.checkpoint is not None else None,
+                "query_prompt": self.prompts[0],
+                "passage_prompt": self.prompts[1],
+                "final_training_loss": train_losses[-1] if train_losses else None,
+                "best_validation_loss": min(eval_losses) if eval_losses else None,
+                "best_checkpoint": trainer.state.best_model_checkpoint,
+                "versions": _versions(),
+            }
+            config.save(out / CONFIG_FILE, **run)
+            write_model_card(out, config, run)
+        trainer.accelerator.wait_for_everyone()
+        return out
+
+
+def prepare_training(
+    config: HybridTrainingConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()
+) -> PreparedTraining:
+    """Load the data and the model and build the trainer for ``config`` (see :func:`train`)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import ProgressCallback
+
+    from .sampler import HybridBatchSamplerFactory
+
+    out = Path(config.output_dir)
+    checkpoint = _check_output_dir(out, config, resume)
+    base_model = resolve_base_model(config.base_model)
+
+    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+    train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
+
+    model = SentenceTransformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length
+    if config.freeze_word_embeddings:
+        frozen = freeze_word_embeddings(model)
+        logger.info("froze %d word-embedding weights", frozen)
+    prompts = training_prompts(model, config)
+    query_prompt, passage_prompt = prompts
+
+    train_dataset, train_rows = build_training_dataset(train_data, config.candidate_text, prompts)
+    # The collator prepends these to the raw texts, once; the dataset texts carry no prompt (checked above).
+    column_prompts = {
+        column: prompt
+        for column, prompt in (("anchor", query_prompt), ("positive", passage_prompt), ("negative", passage_prompt))
+        if prompt and column in train_dataset.column_names
+    }
+
+    has_eval = len(eval_data) > 0
+    early_stopping = config.early_stopping_patience is not None
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / CHECKPOINT_DIR),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        optim="adamw_torch",
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        num_train_epochs=config.epochs,
+        seed=config.seed,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=config.eval_steps if has_eval else None,
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss" if early_stopping else None,
+        greater_is_better=False if early_stopping else None,
+        prompts=column_prompts or None,
+        report_to="none",
+        disable_tqdm=False,
+    )
+    world_size = max(1, args.world_size)
+    factory = HybridBatchSamplerFactory(alpha=config.alpha, num_replicas=world_size)
+    factory.register(train_dataset, train_rows)
+    eval_dataset = None
+    if has_eval:
+        eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
+        eval_batch_size = _eval_batch_size(eval_rows, config, world_size)
+        args.per_device_eval_batch_size = eval_batch_size
+        # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0), covering
+        # about every held-out row once.
+        factory.register(
+            eval_dataset, eval_rows,
+            batches_per_epoch=max(1, math.ceil(len(eval_rows) / (eval_batch_size * world_size))),
+        )
+    args.batch_sampler = factory
+
+    if args.process_index == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            config.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model)
+
+    if config.loss == "cached-mnrl":
+        loss = CachedMultipleNegativesRankingLoss(
+            model,
+            scale=config.scale,
+            mini_batch_size=config.mini_batch_size,
+            gather_across_devices=config.gather_across_devices,
+        )
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=config.scale, gather_across_devices=config.gather_across_devices)
+
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, loss=loss
+    )
+    trainer.remove_callback(ProgressCallback)
+    for callback in _callbacks(factory, train_dataset, config) + list(callbacks):
+        trainer.add_callback(callback)
+    return PreparedTraining(
+        config=config,
+        trainer=trainer,
+        sampler_factory=factory,
+        data=data,
+        train_data=train_data,
+        eval_data=eval_data,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        base_model=base_model,
+        prompts=prompts,
+        checkpoint=checkpoint,
+        world_size=world_size,
+    )
+
+
+def train(config: HybridTrainingConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()) -> Path:
+    """Train a bi-encoder as ``config`` says and return the output folder (see the module docstring).
+
+    ``resume`` continues from the last checkpoint in ``output_dir/checkpoints`` (the configuration must be the same);
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
+    """
+    return prepare_training(config, resume=resume, callbacks=callbacks).run()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("pyterrier-hybrid", "sentence-transformers", "transformers", "torch", "accelerate"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
