@@ -1,0 +1,282 @@
+"""The paper-comparison benchmark driver (benchmarks/paper_comparison.py): its pieces on small inputs, and one
+end-to-end run with the tiny model (a few training steps, two XQuAD-R languages, a subsample of the questions)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_driver():
+    spec = importlib.util.spec_from_file_location("paper_comparison", REPO / "benchmarks" / "paper_comparison.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["paper_comparison"] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+pc = _load_driver()
+
+
+# --- pieces -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, k", [(11, 1), (11, 2), (11, 4), (5, 1), (7, 3)])
+def test_balanced_pairs_use_every_language_equally_often(n, k):
+    langs = [f"l{i}" for i in range(n)]
+    pairs = pc.balanced_pairs(langs, k)
+    assert len(pairs) == n * k
+    assert len(set(pairs)) == len(pairs)
+    assert all(q != d for q, d in pairs)
+    as_query = pd.Series([q for q, _ in pairs]).value_counts()
+    as_doc = pd.Series([d for _, d in pairs]).value_counts()
+    assert set(as_query.index) == set(langs) and (as_query == k).all()
+    assert set(as_doc.index) == set(langs) and (as_doc == k).all()
+
+
+def test_balanced_pairs_all_and_none():
+    langs = ["en", "de", "th"]
+    assert sorted(pc.balanced_pairs(langs, None)) == sorted((q, d) for q in langs for d in langs if q != d)
+    assert sorted(pc.balanced_pairs(langs, 5)) == sorted(pc.balanced_pairs(langs, None))
+    assert pc.balanced_pairs(langs, 0) == []
+    assert pc.balanced_pairs(["en"], None) == []
+
+
+def _result(per_setting_rows):
+    from pyterrier_hybrid.evaluation import EvaluationResult
+    from pyterrier_hybrid.evaluation.report import summary_frame
+
+    per_setting = pd.DataFrame(per_setting_rows, columns=["setting", "setting_type", "query_lang", "doc_lang",
+                                                          "measure", "value", "n_queries"])
+    return EvaluationResult(collection="xquad-r", system="s", langs=("en", "th"), per_setting=per_setting,
+                            summary=summary_frame(per_setting))
+
+
+def test_language_split_restricts_the_summary_to_seen_and_unseen_languages():
+    result = _result([
+        ("en", "monolingual", "en", "en", "AP", 0.8, 10),
+        ("th", "monolingual", "th", "th", "AP", 0.4, 10),
+        ("en-th", "cross-lingual", "en", "th", "AP", 0.3, 10),
+        ("th-en", "cross-lingual", "th", "en", "AP", 0.5, 10),
+        ("multilingual", "multilingual", "en", "all", "AP", 0.6, 10),
+        ("multilingual", "multilingual", "th", "all", "AP", 0.2, 10),
+        ("multilingual", "multilingual", "en", "all", "RankDistance", 3.0, 10),
+        ("multilingual", "multilingual", "th", "all", "RankDistance", 9.0, 10),
+    ])
+    split = pc.language_split(result, seen={"en", "de"})
+    seen, unseen = split["seen"].summary_dict(), split["unseen"].summary_dict()
+    assert seen["monolingual"]["mAP"] == pytest.approx(0.8)
+    assert "cross-lingual" not in seen  # every pair involves th
+    assert seen["multilingual"]["mAP"] == pytest.approx(0.6)
+    assert seen["multilingual"]["RankDistance"] == pytest.approx(3.0)
+    assert unseen["monolingual"]["mAP"] == pytest.approx(0.4)
+    assert unseen["cross-lingual"]["mAP"] == pytest.approx(0.4)  # (0.3 + 0.5) / 2
+    assert unseen["multilingual"]["mAP"] == pytest.approx(0.2)
+    assert set(pc.language_split(result, seen={"en", "th"})) == {"seen"}
+
+
+def test_mean_result_averages_seeds_and_aggregate_table_gives_the_spread():
+    first = _result([("en", "monolingual", "en", "en", "AP", 0.6, 10)])
+    second = _result([("en", "monolingual", "en", "en", "AP", 0.8, 10)])
+    assert pc.mean_result([first, second]).value("monolingual", "mAP") == pytest.approx(0.7)
+    table = pc.aggregate_table([{"System": "a", "m": 0.6, "seed": 1}, {"System": "a", "m": 0.8, "seed": 2},
+                                {"System": "b", "m": 0.5, "seed": None}], ["System"])
+    assert table["System"].tolist() == ["a", "b"]
+    assert table["runs"].tolist() == [2, 1]
+    assert table["m"].tolist() == pytest.approx([0.7, 0.5])
+    assert table["m std"].iloc[0] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert np.isnan(table["m std"].iloc[1])
+    assert "0.7000 ± 0.1414" in pc.markdown_with_spread(table, ["System"])
+
+
+def test_plan_training_trains_each_model_once(tmp_path):
+    preset = pc.PaperComparisonPreset(
+        name="t", description="", training=pc.PRESETS["cpu"].training, seeds=(1, 2),
+        directions=(pc.MLQA_TO_XQUAD, pc.XQUAD_TO_MLQA), sweep_alphas=(0.0, 0.25, 1.0),
+        sweep_directions=(pc.MLQA_TO_XQUAD,),
+    )
+    runs = pc.plan_training(preset, tmp_path, base_model="/some/model")
+    keys = [(r.config.train, r.config.alpha, r.config.seed) for r in runs]
+    assert len(keys) == len(set(keys))
+    main = {(f"lareqa/{d.train}", a, s) for d in preset.directions for _, a in preset.main_systems for s in (1, 2)}
+    sweep = {("lareqa/mlqa-r", a, s) for a in preset.sweep_alphas for s in (1, 2)}
+    assert set(keys) == main | sweep
+    assert all(r.config.base_model == "/some/model" for r in runs)
+    assert all(Path(r.config.output_dir).parent == tmp_path for r in runs)
+    # the same budget and hyperparameters for every trained system
+    assert len({(r.config.max_steps, r.config.batch_size, r.config.learning_rate) for r in runs}) == 1
+
+
+def test_demo_preset_evaluates_a_language_never_trained_on():
+    from pyterrier_hybrid.datasets import LAREQA_LANGUAGES
+
+    demo = pc.PRESETS["demo"]
+    (direction,) = demo.directions
+    langs = demo.langs_for(direction.evaluate)
+    assert set(langs) - set(LAREQA_LANGUAGES[direction.train])
+    assert {alpha for _, alpha in demo.main_systems} == {1.0, 0.5}
+
+
+def test_direction_and_preset_errors_name_the_problem():
+    with pytest.raises(ValueError, match="must not be the training one"):
+        pc.Direction("xquad-r", "xquad-r")
+    with pytest.raises(ValueError, match="unknown LAReQA collection 'squad'"):
+        pc.Direction.parse("squad:xquad-r")
+    with pytest.raises(ValueError, match="TRAIN:EVAL"):
+        pc.Direction.parse("mlqa-r")
+    with pytest.raises(ValueError, match="answer_paragraphs_only needs max_queries"):
+        pc.PaperComparisonPreset(name="x", description="", training=pc.PRESETS["cpu"].training,
+                                 answer_paragraphs_only=True)
+
+
+def test_query_subset_keeps_the_sampled_questions_and_their_answer_paragraphs(lareqa_dir):
+    from pyterrier_hybrid.datasets import lareqa_collection
+
+    full = lareqa_collection("xquad-r", lareqa_dir)
+    subset = pc.QuerySubset.sample(full, ["en", "th"], 7, answer_paragraphs_only=True)
+    topics = subset.topics(["en", "th"])
+    assert topics["parallel_id"].nunique() == 7
+    assert set(topics["lang"]) == {"en", "th"}
+    qrels = subset.qrels(["en"], ["th"])
+    assert set(qrels["qid"]) == set(subset.topics(["en"], ["th"])["qid"])
+    candidates = subset.candidates(["th"])
+    assert set(qrels["docno"]) <= set(candidates["docno"])
+    assert 0 < len(candidates) < len(full.candidates(["th"]))
+    # whole paragraphs: every sentence of a kept paragraph is kept
+    everything = full.candidates(["th"])
+    kept_paragraphs = everything[everything["context"].isin(set(candidates["context"]))]
+    assert len(kept_paragraphs) == len(candidates)
+    assert pc.QuerySubset.sample(full, ["en"], 10**6).topics(["en"]).shape[0] == full.topics(["en"]).shape[0]
+
+
+# --- end to end ---------------------------------------------------------------------------------------------------
+
+SMOKE_ARGS = [
+    "--preset", "demo", "--max-steps", "2", "--batch-size", "8", "--langs", "en", "th", "--train-langs", "en", "de",
+    "--max-queries", "12", "--answer-paragraphs-only", "--sweep-alphas", "0.5", "1", "--encoders", "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, tiny_model_path):
+    out = tmp_path_factory.mktemp("paper_comparison")
+    status = pc.main(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)])
+    assert status == 0
+    return out
+
+
+def test_smoke_run_writes_table_1_with_every_system(smoke_run):
+    table = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "table.csv")
+    assert table["System"].tolist() == ["BM25", "base (untrained)", "X-X-mono (alpha=1)", "hybrid (alpha=0.5)"]
+    for column in ("Monolingual mAP", "Cross-lingual mAP", "Multilingual mAP", "R@1 (pool)", "R@10 (pool)"):
+        assert table[column].between(0, 1).all(), column
+    assert (table["Rank distance ↓"] >= 0).all()
+    report = (smoke_run / "paper_comparison.md").read_text(encoding="utf-8")
+    assert "X-X-mono (alpha=1)" in report and "### Alpha sweep" in report
+
+
+def test_smoke_run_splits_seen_and_unseen_languages(smoke_run):
+    split = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "seen_unseen.csv")
+    assert set(split["Languages"]) == {"seen", "unseen"}  # trained on en de; evaluated on en and th
+    seen = split[split["Languages"] == "seen"]
+    assert seen["Cross-lingual mAP"].isna().all()  # both pairs involve th
+    unseen = split[split["Languages"] == "unseen"]
+    assert unseen["Cross-lingual mAP"].notna().all()
+    per_setting = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "systems" / "bm25" / "per_setting.csv")
+    th_mono = per_setting[(per_setting["setting"] == "th") & (per_setting["measure"] == "AP")]["value"].item()
+    bm25_unseen = unseen[unseen["System"] == "BM25"]["Monolingual mAP"].item()
+    assert bm25_unseen == pytest.approx(th_mono)
+
+
+def test_smoke_run_significance_agrees_with_the_exact_evaluation(smoke_run):
+    """With pools of fewer than 100 candidates AP@100 is the exact AP, and with as many queries in every language
+    the micro average over queries equals the table's macro average over settings."""
+    significance = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "significance.csv")
+    table = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
+    assert set(significance["setting_type"]) == {"monolingual", "cross-lingual", "multilingual"}
+    baseline = significance[significance["System"] == "X-X-mono (alpha=1)"]
+    assert len(baseline) == 3 and baseline["AP@100 p-value"].isna().all()
+    others = significance[significance["System"] != "X-X-mono (alpha=1)"]
+    p = others["AP@100 p-value corrected"].dropna()
+    assert p.between(0, 1).all()
+    for setting_type, column in (("monolingual", "Monolingual mAP"), ("cross-lingual", "Cross-lingual mAP")):
+        rows = significance[significance["setting_type"] == setting_type].set_index("System")
+        for system in table.index:
+            assert rows.loc[system, "AP@100"] == pytest.approx(table.loc[system, column], abs=1e-6)
+    pool = significance[significance["setting_type"] == "multilingual"].set_index("System")
+    for system in table.index:
+        assert pool.loc[system, "R@10"] == pytest.approx(table.loc[system, "R@10 (pool)"], abs=1e-6)
+
+
+def test_smoke_run_records_preset_commit_model_seed_and_wall_time(smoke_run, tiny_model_path):
+    systems = smoke_run / "mlqa-r_to_xquad-r" / "systems"
+    records = {p.parent.relative_to(systems).as_posix(): json.loads(p.read_text()) for p in systems.rglob("run.json")}
+    assert set(records) == {"bm25", "base", "alpha-1/seed-42", "alpha-0.5/seed-42"}
+    for record in records.values():
+        assert record["preset"] == "demo"
+        assert record["git_commit"]
+        assert record["wall_time_s"] >= 0
+        assert {"model", "seed"} <= set(record)
+    trained = records["alpha-0.5/seed-42"]
+    assert trained["seed"] == 42 and trained["alpha"] == 0.5
+    assert Path(trained["model"]).name == "mlqa-r-alpha0.5-seed42"
+    assert trained["training_wall_time_s"] > 0 and trained["training_reused"] is False
+    assert records["base"]["model"] == str(tiny_model_path)
+    run = json.loads((smoke_run / "run.json").read_text())
+    assert run["status"] == "finished" and run["preset"]["name"] == "demo"
+    assert run["preset"]["training"]["max_steps"] == 2
+
+
+def test_smoke_run_draws_the_plots(smoke_run):
+    direction = smoke_run / "mlqa-r_to_xquad-r"
+    pngs = [direction / "settings_bars.png", direction / "rank_distance_bars.png",
+            smoke_run / "alpha_sweep_mlqa-r_to_xquad-r.png"]
+    pngs += list((direction / "systems").rglob("map_heatmap.png"))
+    assert len(pngs) == 7
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    sweep = pd.read_csv(smoke_run / "alpha_sweep_mlqa-r_to_xquad-r.csv")
+    assert sweep["alpha"].tolist() == [0.5, 1.0]
+
+
+def test_smoke_run_saves_finished_models_without_checkpoints(smoke_run):
+    for name in ("mlqa-r-alpha1-seed42", "mlqa-r-alpha0.5-seed42"):
+        folder = smoke_run / "models" / name
+        assert pc.ModelStore.is_finished(folder)
+        assert not (folder / "checkpoints").exists()
+        saved = json.loads((folder / "training_config.json").read_text())
+        assert saved["config"]["max_steps"] == 2 and saved["config"]["train_langs"] == ["en", "de"]
+
+
+def test_rerun_reuses_the_trained_models(smoke_run, tiny_model_path, tmp_path):
+    weights = smoke_run / "models" / "mlqa-r-alpha1-seed42" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    out = tmp_path / "rerun"
+    # evaluate one language into another folder, with the models of the first run
+    (out / "models").mkdir(parents=True)
+    for model in (smoke_run / "models").iterdir():
+        (out / "models" / model.name).symlink_to(model)
+    args = [a for a in SMOKE_ARGS]
+    args[args.index("--langs") + 1: args.index("--langs") + 3] = ["en"]
+    status = pc.main(args + ["--base-model", str(tiny_model_path), "--out", str(out), "--skip-training"])
+    assert status == 0
+    assert weights.stat().st_mtime_ns == before
+    record = json.loads((out / "mlqa-r_to_xquad-r" / "systems" / "alpha-1" / "seed-42" / "run.json").read_text())
+    assert record["training_reused"] is True
+
+
+def test_skip_training_and_changed_configuration_fail_clearly(smoke_run, tiny_model_path, capsys):
+    base = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(smoke_run)]
+    assert pc.main(base + ["--skip-training", "--seeds", "7"]) == 2
+    assert "mlqa-r-alpha1-seed7" in capsys.readouterr().err
+    changed = [a for a in base]
+    changed[changed.index("--max-steps") + 1] = "3"
+    assert pc.main(changed) == 2
+    assert "max_steps: saved 2, wanted 3" in capsys.readouterr().err
