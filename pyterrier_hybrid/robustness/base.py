@@ -75,14 +75,20 @@ class QueryPerturbation(pt.Transformer, abc.ABC):
         return records
 
     def with_queries(self, topics: pd.DataFrame, queries: list[str]) -> pd.DataFrame:
-        out = push_queries(topics)
-        out["query"] = pd.Series(queries, index=out.index, dtype=object)
-        # Put the new query where the old one was (push_queries renamed it in place).
-        columns = list(out.columns)
-        columns.remove("query")
-        columns.insert(columns.index("query_0"), "query")
-        return out[columns]
+        return replace_queries(topics, queries)
 
     def transform(self, topics: pd.DataFrame) -> pd.DataFrame:
         records = self.topic_records(topics)
         return self.with_queries(topics, [self.perturb(record) for record in records])
+
+
+def replace_queries(topics: pd.DataFrame, queries: list[str]) -> pd.DataFrame:
+    """``topics`` with ``query`` replaced by ``queries`` and the original kept as ``query_0`` (PyTerrier's
+    ``push_queries`` convention), the new query in the old one's column position."""
+    out = push_queries(topics)
+    out["query"] = pd.Series(queries, index=out.index, dtype=object)
+    # push_queries renamed the column in place: put the new query just before it.
+    columns = list(out.columns)
+    columns.remove("query")
+    columns.insert(columns.index("query_0"), "query")
+    return out[columns]

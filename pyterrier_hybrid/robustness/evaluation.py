@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyterrier as pt
-from pyterrier.model import push_queries
 
 from ..evaluation.measures import AP, RANK_DISTANCE
 from ..evaluation.report import MAP, EvaluationResult, summary_frame
 from ..evaluation.runner import SCORE_MATRIX_METHOD, has_score_matrix
+from .base import replace_queries
 from .text import SegmentedText
 
 __all__ = [
@@ -153,13 +153,7 @@ class CachedPerturbation(pt.Transformer):
         return [self._queries[key] if selected[i] else key[1] for i, key in enumerate(keys)]
 
     def transform(self, topics: pd.DataFrame) -> pd.DataFrame:
-        queries = self.perturbed_queries(topics)
-        out = push_queries(topics)
-        out["query"] = pd.Series(queries, index=out.index, dtype=object)
-        columns = list(out.columns)
-        columns.remove("query")
-        columns.insert(columns.index("query_0"), "query")
-        return out[columns]
+        return replace_queries(topics, self.perturbed_queries(topics))
 
     def examples(self) -> pd.DataFrame:
         """Every topic perturbed so far: qid, lang, query_0 (original), query (perturbed), changed (bool)."""
@@ -199,9 +193,7 @@ class QueryTable(pt.Transformer):
             raise KeyError(f"QueryTable has no query for {len(unknown)} topic(s), e.g. {unknown[:3]}; pass "
                            "missing='keep' to leave them unchanged")
         queries = [self.queries.get(qid, query) for qid, query in zip(qids, topics["query"].astype(str))]
-        out = push_queries(topics)
-        out["query"] = pd.Series(queries, index=out.index, dtype=object)
-        return out
+        return replace_queries(topics, queries)
 
 
 # ---------------------------------------------------------------------------------------------------------------
