@@ -163,6 +163,20 @@ def test_ir_datasets_load_gives_queries_with_language_and_parallel_id():
     assert doc.lang == "en" and doc.text in doc.context
 
 
+def test_pyterrier_text_loader_adds_sentence_and_context_to_a_ranking():
+    """``pt.text.get_text`` (what a re-ranking pipeline puts after a first stage) reads our record fields."""
+    import pandas as pd
+    import pyterrier as pt
+
+    ds = pt.get_dataset("irds:lareqa/xquad-r/de-en")
+    docs = ds.irds_ref().docs_store().get_many(["en-0-0", "en-0-1"])
+    ranking = pd.DataFrame({"qid": ["q1", "q1"], "docno": ["en-0-1", "en-0-0"], "score": [2.0, 1.0]})
+    with_text = pt.text.get_text(ds, ["text", "context"])(ranking)
+    assert with_text["docno"].tolist() == ["en-0-1", "en-0-0"]
+    assert with_text["text"].tolist() == [docs["en-0-1"].text, docs["en-0-0"].text]
+    assert with_text["context"].tolist() == [docs["en-0-1"].context, docs["en-0-0"].context]
+
+
 def test_unknown_language_collection_and_id_errors_list_the_valid_ones():
     import ir_datasets
 

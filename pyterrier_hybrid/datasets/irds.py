@@ -10,8 +10,8 @@ Ids, for each collection C in {xquad-r, mlqa-r}:
 Registration is cheap (no file is read until a dataset's docs, queries or qrels are used) and happens when
 ``pyterrier_hybrid`` is imported, which ``import pyterrier`` does through the ``pyterrier.modules`` entry point.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: PyTerrier's text loader (``pt.text.get_text``) reads the field
+# types of the record classes from ``__annotations__`` and needs real types, not strings.
 from typing import NamedTuple
 
 import ir_datasets
