@@ -545,3 +545,29 @@ def test_distributed_training_on_two_cpu_processes(tiny_model_path, subset_jsonl
             assert all(q != p for pairs in langs for q, p in pairs)
         ids = [{pid for pid, _, _ in rows} for rows in described]
         assert len(ids[0]) == len(ids[1]) == 4 and not ids[0] & ids[1]
+
+
+def test_validation_batches_shrink_when_questions_share_an_answer_sentence():
+    """Regression: MLQA-R's held-out zh questions included several asked about one sentence; the validation batch
+    size counted parallel ids only and the sampler then could not fill a batch of distinct passages."""
+    from pyterrier_hybrid.training.data import TrainingData
+    from pyterrier_hybrid.training.trainer import _eval_batch_size, build_training_dataset
+
+    examples = []
+    for i in range(6):
+        # Questions 0-3 share their answer sentence in both languages: at most 3 distinct passages per language.
+        sentence = "shared sentence" if i < 4 else f"sentence {i}"
+        for qlang in ("en", "de"):
+            for plang in ("en", "de"):
+                examples.append(ParallelExample(f"p{i}", qlang, f"{qlang} question {i}?", plang,
+                                                f"{plang} {sentence}.", "", f"p{i}"))
+    dataset, rows = build_training_dataset(TrainingData(tuple(examples)), "sentence", ("", ""))
+    config = HybridTrainingConfig(batch_size=6, alpha=0.5)
+    size = _eval_batch_size(dataset, rows, config, world_size=1)
+    assert size == 3
+    from pyterrier_hybrid.training.sampler import HybridBatchSampler
+
+    batches = list(HybridBatchSampler(dataset, size, seed=config.seed, rows=rows, alpha=0.5, batches_per_epoch=8))
+    for batch in batches:
+        passages = [dataset[i]["positive"] for i in batch]
+        assert len(set(passages)) == len(passages)

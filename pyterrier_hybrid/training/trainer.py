@@ -139,22 +139,48 @@ def freeze_word_embeddings(model: SentenceTransformer) -> int:
     return weight.numel()
 
 
-def _eval_batch_size(rows: ParallelRows, config: HybridTrainingConfig, world_size: int) -> int:
-    """The largest per-device batch (at most the training one) the held-out split can fill for every batch type."""
+def _eval_batch_size(dataset, rows: ParallelRows, config: HybridTrainingConfig, world_size: int) -> int:
+    """The largest per-device batch (at most the training one) that fills the fixed validation batches.
+
+    An upper bound comes from counting, per batch type and language, the distinct parallel ids, queries and
+    passages; several questions can share one answer sentence, so the bound may still be too large for the
+    sampler's rules (distinct ids, queries and passages in a batch). The validation batches are fixed (the eval
+    sampler stays at epoch 0 with the training seed), so trying them is exact: lower the size until they draw.
+    """
+    from .sampler import HybridBatchSampler, SamplerDataError
+
     mono = rows.query_langs == rows.passage_langs
-    limits = []
+    positives = np.array([keys[0] for keys in rows.passage_keys])
+    pools = []
     if config.alpha > 0:
-        for lang in set(rows.query_langs[mono].tolist()):
-            limits.append(len(np.unique(rows.parallel_ids[mono & (rows.query_langs == lang)])))
+        pools += [mono & (rows.query_langs == lang) for lang in set(rows.query_langs[mono].tolist())]
     if config.alpha < 1:
-        limits.append(len(np.unique(rows.parallel_ids[~mono])))
-    feasible = (min(limits) if limits else 0) // world_size
-    if feasible < 2:
-        raise ValueError(
-            f"the held-out split ({config.eval_fraction:.0%} of the articles) is too small for validation batches "
-            f"of 2 or more pairs for every batch type and language: raise eval_fraction or set it to 0"
+        pools.append(~mono)
+    limits = [
+        min(len(np.unique(rows.parallel_ids[p])), len(np.unique(rows.query_keys[p])), len(np.unique(positives[p])))
+        for p in pools
+    ]
+    size = min(config.batch_size, (min(limits) if limits else 0) // world_size)
+    while size >= 2:
+        sampler = HybridBatchSampler(
+            dataset, size, seed=config.seed, rows=rows, alpha=config.alpha, num_replicas=world_size,
+            batches_per_epoch=_eval_batches(rows, size, world_size),
         )
-    return min(config.batch_size, feasible)
+        try:
+            for _ in sampler:
+                pass
+            return size
+        except SamplerDataError:
+            size -= 1
+    raise ValueError(
+        f"the held-out split ({config.eval_fraction:.0%} of the articles) is too small for validation batches "
+        f"of 2 or more pairs for every batch type and language: raise eval_fraction or set it to 0"
+    )
+
+
+def _eval_batches(rows: ParallelRows, batch_size: int, world_size: int) -> int:
+    """Validation batches per evaluation: about every held-out row once."""
+    return max(1, math.ceil(len(rows) / (batch_size * world_size)))
 
 
 def _check_output_dir(out: Path, config: HybridTrainingConfig, resume: bool) -> Path | None:
@@ -439,14 +465,10 @@ def prepare_training(
     eval_dataset = None
     if has_eval:
         eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
-        eval_batch_size = _eval_batch_size(eval_rows, config, world_size)
+        eval_batch_size = _eval_batch_size(eval_dataset, eval_rows, config, world_size)
         args.per_device_eval_batch_size = eval_batch_size
-        # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0), covering
-        # about every held-out row once.
-        factory.register(
-            eval_dataset, eval_rows,
-            batches_per_epoch=max(1, math.ceil(len(eval_rows) / (eval_batch_size * world_size))),
-        )
+        # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0).
+        factory.register(eval_dataset, eval_rows, batches_per_epoch=_eval_batches(eval_rows, eval_batch_size, world_size))
     args.batch_sampler = factory
 
     if args.process_index == 0:
