@@ -305,3 +305,29 @@ def test_factory_and_pipeline(lareqa_dir):
     topics = pd.DataFrame({"qid": ["q"], "query": [question], "lang": ["hi"]})
     assert retriever.transform(topics).docno.iloc[0] == target
     assert len((retriever % 3)(topics)) == 3
+
+
+def test_a_word_snowball_stems_away_is_kept_and_scores():
+    """Regression: the Greek stemmer turns "όταν" (when) into "", which bm25s maps past its index and rejected
+    (XQuAD-R el queries crashed the evaluation)."""
+    tokenizer = MultilingualTokenizer()
+    assert tokenizer.tokenize("όταν έπαιζε", "el") == ["όταν", "επαι"]
+    pool = pd.DataFrame({"docno": ["a", "b"], "text": ["Ήταν εκεί όταν έπαιζε.", "Κανείς δεν ήρθε."],
+                         "lang": ["el", "el"]})
+    retriever = BM25Retriever.from_candidates(pool, show_progress=False)
+    results = retriever.transform(pd.DataFrame({"qid": ["q"], "query": ["όταν;"], "lang": ["el"]}))
+    assert results.docno.tolist() == ["a", "b"] and results.score.iloc[0] > 0 == results.score.iloc[1]
+
+
+def test_query_term_bm25s_reserves_for_empty_documents_never_matches():
+    """bm25s adds "" to the vocabulary past the last indexed term; a tokenizer yielding "" must not crash."""
+
+    class YieldsEmptyTerms:
+        def tokenize(self, text, lang):
+            return text.split(" ")  # "a  b" -> ["a", "", "b"]
+
+    pool = pd.DataFrame({"docno": ["x", "y"], "text": ["a b", "c"], "lang": ["en", "en"]})
+    retriever = BM25Retriever.from_candidates(pool, tokenizer=YieldsEmptyTerms(), show_progress=False)
+    assert "" in retriever.bm25.vocab_dict
+    results = retriever.transform(pd.DataFrame({"qid": ["q"], "query": ["a  b"], "lang": ["en"]}))
+    assert results.docno.tolist() == ["x", "y"] and results.score.iloc[1] == 0

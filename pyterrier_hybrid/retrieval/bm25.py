@@ -186,10 +186,13 @@ class BM25Retriever(pt.Transformer):
         if blank:
             raise ValueError(f"empty or whitespace-only query for qid(s) {blank[:5]}: BM25 has nothing to match")
         vocab = self.bm25.vocab_dict
+        # bm25s adds "" to the vocabulary past the index's last term (for empty documents): it can never match.
+        indexed_terms = len(self.bm25.scores["indptr"]) - 1
         scores = np.zeros((len(topics), len(self.docnos)), dtype=np.float32)
         for i, (query, lang) in enumerate(zip(queries, langs)):
             # Terms not in the pool's vocabulary cannot match; every repetition of a term counts (bm25s' rule).
-            term_ids = [vocab[term] for term in self.tokenizer.tokenize(query, lang) if term in vocab]
+            term_ids = [vocab[term] for term in self.tokenizer.tokenize(query, lang)
+                        if term in vocab and vocab[term] < indexed_terms]
             if term_ids:
                 scores[i] = self.bm25.get_scores_from_ids(term_ids)
         return scores

@@ -137,7 +137,9 @@ class MultilingualTokenizer:
         if config.stem:
             stemmer = self._stemmer(language)
             if stemmer is not None:
-                words = stemmer.stemWords(words)
+                # Snowball can stem a whole word away (Greek "όταν" -> ""); keep the word then, since an empty
+                # term is no word and bm25s reserves "" for its own empty-document token.
+                words = [stem or word for word, stem in zip(words, stemmer.stemWords(words))]
         return words
 
     def _stemmer(self, language: str):
