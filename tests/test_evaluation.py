@@ -17,6 +17,7 @@ from pyterrier_hybrid.datasets import UnknownLanguageError, lareqa_collection
 from pyterrier_hybrid.evaluation import (
     AP,
     RANK_DISTANCE,
+    EvaluationResult,
     IncompleteRankingError,
     IrdsEvaluationConfig,
     LAReQAEvaluationConfig,
@@ -329,6 +330,22 @@ def test_save_writes_tables_and_heatmap(de_en_result, tmp_path):
     markdown = paths["summary_md"].read_text(encoding="utf-8")
     assert "| System | Monolingual mAP | Cross-lingual mAP | Multilingual mAP |" in markdown
     assert len(pd.read_csv(paths["per_query"])) == len(de_en_result.per_query)
+
+
+def test_saved_result_loads_back_the_same(de_en_result, tmp_path):
+    de_en_result.save(tmp_path / "report")
+    loaded = EvaluationResult.load(tmp_path / "report")
+    assert (loaded.collection, loaded.system, loaded.langs) == (
+        de_en_result.collection, de_en_result.system, tuple(de_en_result.langs))
+    expected = de_en_result.summary_dict()
+    assert loaded.summary_dict().keys() == expected.keys()
+    for setting_type, values in expected.items():
+        assert loaded.summary_dict()[setting_type] == pytest.approx(values, nan_ok=True)
+    assert loaded.settings == de_en_result.settings
+    assert len(loaded.per_query) == len(de_en_result.per_query)
+    (tmp_path / "report" / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        EvaluationResult.load(tmp_path / "report")
 
 
 def test_comparison_table_and_plots_for_several_systems(de_en_result, xquad, tmp_path):

@@ -138,6 +138,28 @@ class EvaluationResult:
             plot_map_heatmap(self, path=paths["heatmap"])
         return paths
 
+    @classmethod
+    def load(cls, out_dir: str | Path) -> "EvaluationResult":
+        """Read back a folder written by :meth:`save` (per_query only when it was saved), e.g. to compare systems
+        evaluated in separate runs without evaluating them again."""
+        folder = Path(out_dir)
+        needed = [folder / "summary.json", folder / "summary.csv", folder / "per_setting.csv"]
+        missing = [str(p) for p in needed if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"not a saved evaluation result: {', '.join(missing)} missing "
+                                    "(written by EvaluationResult.save)")
+        meta = json.loads(needed[0].read_text(encoding="utf-8"))
+        per_query_path = folder / "per_query.csv.gz"
+        return cls(
+            collection=meta["collection"],
+            system=meta["system"],
+            langs=tuple(meta["langs"]),
+            per_setting=pd.read_csv(needed[2]),
+            summary=pd.read_csv(needed[1]),
+            per_query=pd.read_csv(per_query_path) if per_query_path.is_file() else None,
+            notes=tuple(meta.get("notes", ())),
+        )
+
 
 def _is_lareqa(result: EvaluationResult) -> bool:
     return bool(set(result.per_setting["setting_type"]) & set(SETTING_TYPES))
