@@ -36,6 +36,8 @@ one (checkpoints, no model) is resumed; ``--skip-training`` never trains and fai
     python benchmarks/paper_comparison.py --preset cpu                   # ~1 h on 2 CPU cores
     python benchmarks/paper_comparison.py --preset gpu --encoders e5-base=intfloat/multilingual-e5-base
     python benchmarks/paper_comparison.py --preset cpu --skip-training   # evaluate the saved models again
+    python benchmarks/paper_comparison.py --preset cpu --sweep-alphas --out OUT        # the main comparison only,
+    python benchmarks/paper_comparison.py --preset cpu --sweep-only --out OUT          # then the sweep's extra alphas
     python benchmarks/paper_comparison.py --preset demo --base-model /tmp/tiny --max-steps 5 --langs en th \\
         --max-queries 50 --encoders --out /tmp/smoke                      # smoke test
 
@@ -845,8 +847,12 @@ class PaperComparison:
 
     def __init__(self, preset: PaperComparisonPreset, out: Path, *, base_model: str = "default",
                  train_langs: tuple[str, ...] | None = None, skip_training: bool = False,
-                 keep_checkpoints: bool = False, per_query: bool = False, progress: bool = True):
+                 keep_checkpoints: bool = False, per_query: bool = False, progress: bool = True,
+                 sweep_only: bool = False):
         self.preset = preset
+        self.sweep_only = sweep_only
+        if sweep_only and not preset.sweep_directions:
+            raise ValueError("--sweep-only, but the preset has no alpha sweep (give --sweep-alphas)")
         self.out = Path(out)
         self.base_model = base_model
         self.train_langs = tuple(train_langs) if train_langs else None
@@ -857,6 +863,10 @@ class PaperComparison:
                                 keep_checkpoints=keep_checkpoints)
         base = None if base_model in (None, "default") else base_model
         self.training_runs = plan_training(preset, self.out / "models", base, self.train_langs)
+        if sweep_only:
+            sweep_train = {f"lareqa/{d.train}" for d in preset.sweep_directions}
+            self.training_runs = [r for r in self.training_runs
+                                  if r.config.train in sweep_train and r.config.alpha in preset.sweep_alphas]
         self.training_records: dict[str, dict[str, Any]] = {}
 
     # -- steps -----------------------------------------------------------------------------------------------------
@@ -906,10 +916,11 @@ class PaperComparison:
                 systems.append((shown, f"alpha-{alpha:g}", str(model), seed, alpha))
         return systems
 
-    def evaluate_direction(self, direction: Direction) -> dict[str, Any]:
+    def direction_inputs(self, direction: Direction):
+        """(collection, langs, seen languages, system options, evaluation config) of one direction."""
         from pyterrier_hybrid.datasets import lareqa_collection
-        from pyterrier_hybrid.evaluation import LAReQAEvaluationConfig, evaluate_lareqa
-        from pyterrier_hybrid.retrieval.systems import SystemOptions, SystemSpec
+        from pyterrier_hybrid.evaluation import LAReQAEvaluationConfig
+        from pyterrier_hybrid.retrieval.systems import SystemOptions
 
         preset = self.preset
         collection = lareqa_collection(direction.evaluate)
@@ -919,10 +930,15 @@ class PaperComparison:
                                             answer_paragraphs_only=preset.answer_paragraphs_only)
         train_collection = lareqa_collection(direction.train)
         seen = set(self.train_langs or train_collection.languages) & set(train_collection.languages)
-        test_sets = build_test_sets(collection, langs, preset.significance_pairs_per_language)
         options = SystemOptions(candidate_text=preset.candidate_text, precision=preset.precision,
                                 batch_size=preset.encode_batch_size, verbose=self.progress)
         eval_config = LAReQAEvaluationConfig(per_query=self.per_query, show_progress=self.progress)
+        return collection, langs, seen, options, eval_config
+
+    def evaluate_direction(self, direction: Direction) -> dict[str, Any]:
+        preset = self.preset
+        collection, langs, seen, options, eval_config = self.direction_inputs(direction)
+        test_sets = build_test_sets(collection, langs, preset.significance_pairs_per_language)
         out = self.out / direction.name
         system_runs = []
         systems = self.systems_for(direction)
@@ -930,38 +946,110 @@ class PaperComparison:
         main_alphas = {alpha for _, alpha in preset.main_systems}
         for label, slug, model, seed, alpha in tqdm(systems, desc=f"systems on {direction.name}", unit="system",
                                                      disable=not self.progress):
-            tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else ""))
-            started = time.perf_counter()
-            # Trained models keep the training token limit (e.g. 96 or 128 on CPU) as their own; they are evaluated
-            # at the base model's limit, so that the base and its trained versions read the same texts.
-            max_length = base_max_length if alpha is not None else None
-            factory = RetrieverCache(system_factory(SystemSpec(slug, model), options, max_length))
-            if slug == "base":
-                base_max_length = factory.factory.encoder.max_length
-            result = evaluate_lareqa(factory, collection, langs, system=label, config=eval_config)
             # Only the main systems take part in the significance test (the sweep's extra alphas do not).
             in_test = alpha is None or alpha in main_alphas
-            runs = top_runs(factory, collection, test_sets, preset.significance_depth) if in_test else {}
-            del factory  # frees the model and its indexes before the next system
-            wall = time.perf_counter() - started
-            folder = out / "systems" / slug / (f"seed-{seed}" if seed is not None else "")
-            result.save(folder)
-            record = {
-                "preset": preset.name, "git_commit": self.commit, "system": label, "model": model, "seed": seed,
-                "alpha": alpha, "direction": direction.name, "train_collection": direction.train,
-                "eval_collection": direction.evaluate, "langs": list(langs), "seen_langs": sorted(seen),
-                "candidate_text": preset.candidate_text, "precision": preset.precision,
-                "max_queries": preset.max_queries, "answer_paragraphs_only": preset.answer_paragraphs_only,
-                "max_length": max_length, "wall_time_s": round(wall, 1), "finished": _now(),
-            }
-            if alpha is not None:
-                training = self.training_records.get(Path(model).name, {})
-                record["training_wall_time_s"] = training.get("wall_time_s")
-                record["training_reused"] = training.get("reused")
-                record["base_model"] = self.base_model
-            _write_json(folder / "run.json", record)
-            system_runs.append(SystemRun(label, slug, model, seed, alpha, result, runs, record))
+            run = self.evaluate_system(direction, collection, langs, seen, options, eval_config,
+                                       (label, slug, model, seed, alpha), base_max_length,
+                                       test_sets if in_test else None)
+            if slug == "base":
+                base_max_length = run.record["encoder_max_length"]
+            system_runs.append(run)
         return self.report_direction(direction, system_runs, test_sets, seen, langs, out)
+
+    def evaluate_system(self, direction: Direction, collection, langs: Sequence[str], seen: set[str], options,
+                        eval_config, system: tuple[str, str, str, int | None, float | None],
+                        base_max_length: int | None, test_sets: list[TestSet] | None) -> SystemRun:
+        """Evaluates one system in every setting (and, given ``test_sets``, keeps its top runs for the significance
+        test); saves its result and run.json under ``<out>/<direction>/systems/<slug>/[seed-N/]``."""
+        from pyterrier_hybrid.evaluation import evaluate_lareqa
+        from pyterrier_hybrid.retrieval.systems import SystemSpec
+
+        preset = self.preset
+        label, slug, model, seed, alpha = system
+        tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else ""))
+        started = time.perf_counter()
+        # Trained models keep the training token limit (e.g. 96 or 128 on CPU) as their own; they are evaluated
+        # at the base model's limit, so that the base and its trained versions read the same texts.
+        max_length = base_max_length if alpha is not None else None
+        factory = RetrieverCache(system_factory(SystemSpec(slug, model), options, max_length))
+        encoder = getattr(factory.factory, "encoder", None)
+        encoder_max_length = getattr(encoder, "max_length", None)
+        result = evaluate_lareqa(factory, collection, langs, system=label, config=eval_config)
+        runs = top_runs(factory, collection, test_sets, preset.significance_depth) if test_sets is not None else {}
+        del factory  # frees the model and its indexes before the next system
+        wall = time.perf_counter() - started
+        folder = self.out / direction.name / "systems" / slug / (f"seed-{seed}" if seed is not None else "")
+        result.save(folder)
+        record = {
+            "preset": preset.name, "git_commit": self.commit, "system": label, "model": model, "seed": seed,
+            "alpha": alpha, "direction": direction.name, "train_collection": direction.train,
+            "eval_collection": direction.evaluate, "langs": list(langs), "seen_langs": sorted(seen),
+            "candidate_text": preset.candidate_text, "precision": preset.precision,
+            "max_queries": preset.max_queries, "answer_paragraphs_only": preset.answer_paragraphs_only,
+            "max_length": max_length, "encoder_max_length": encoder_max_length, "wall_time_s": round(wall, 1),
+            "finished": _now(),
+        }
+        if alpha is not None:
+            training = self.training_records.get(Path(model).name, {})
+            record["training_wall_time_s"] = training.get("wall_time_s")
+            record["training_reused"] = training.get("reused")
+            record["base_model"] = self.base_model
+        _write_json(folder / "run.json", record)
+        return SystemRun(label, slug, model, seed, alpha, result, runs, record)
+
+    def write_sweep(self, direction: Direction, system_runs: Sequence[SystemRun]) -> tuple[str, Path]:
+        """alpha_sweep_<direction>.csv and .png; returns the sweep's Markdown table and the plot's path."""
+        seeds = len(self.preset.seeds)
+        sweep = sweep_frame(system_runs)
+        sweep.to_csv(self.out / f"alpha_sweep_{direction.name}.csv", index=False)
+        sweep_md = markdown_with_spread(sweep.assign(alpha=[f"{a:g}" for a in sweep["alpha"]]), ["alpha"])
+        sweep_plot = plot_alpha_sweep(sweep, f"Alpha sweep, {direction.train} -> {direction.evaluate} "
+                                      f"({seeds} seed{'s' if seeds > 1 else ''})",
+                                      self.out / f"alpha_sweep_{direction.name}.png")
+        return sweep_md, sweep_plot
+
+    def saved_run(self, direction: Direction, system: tuple[str, str, str, int | None, float | None],
+                  langs: Sequence[str]) -> SystemRun:
+        """A system's result as an earlier run of this preset saved it; refuses one evaluated differently."""
+        from pyterrier_hybrid.evaluation import EvaluationResult
+
+        label, slug, model, seed, alpha = system
+        folder = self.out / direction.name / "systems" / slug / (f"seed-{seed}" if seed is not None else "")
+        if not (folder / "run.json").is_file():
+            raise FileNotFoundError(f"--sweep-only reads the main systems' results of an earlier run of preset "
+                                    f"{self.preset.name!r}, but {folder / 'run.json'} does not exist: run the preset "
+                                    "without --sweep-only first")
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        # The model is compared by folder name (train collection, alpha, seed): a results folder may have moved.
+        saved = dict(record, model=Path(str(record.get("model"))).name)
+        wanted = {"preset": self.preset.name, "model": Path(model).name, "candidate_text": self.preset.candidate_text,
+                  "langs": list(langs), "max_queries": self.preset.max_queries}
+        changed = [f"{key}: saved {saved.get(key)!r}, wanted {value!r}" for key, value in wanted.items()
+                   if saved.get(key) != value]
+        if changed:
+            raise ValueError(f"{folder} was evaluated differently ({'; '.join(changed)}); run the preset again")
+        return SystemRun(label, slug, model, seed, alpha, EvaluationResult.load(folder), {}, record)
+
+    def sweep_direction(self, direction: Direction) -> dict[str, Any]:
+        """--sweep-only: evaluates the sweep's alphas that are not main systems; the main alphas' results are read
+        from an earlier full run of the same preset in the same folder (not evaluated again)."""
+        preset = self.preset
+        collection, langs, seen, options, eval_config = self.direction_inputs(direction)
+        main_alphas = {alpha for _, alpha in preset.main_systems}
+        trained = [s for s in self.systems_for(direction) if s[4] is not None and s[4] in preset.sweep_alphas]
+        system_runs = [self.saved_run(direction, system, langs) for system in trained if system[4] in main_alphas]
+        # The extra alphas are evaluated at the token limit the main trained systems were evaluated at.
+        base_max_length = next((run.record.get("max_length") for run in system_runs), None)
+        for system in tqdm([s for s in trained if s[4] not in main_alphas], desc=f"sweep on {direction.name}",
+                           unit="system", disable=not self.progress):
+            system_runs.append(self.evaluate_system(direction, collection, langs, seen, options, eval_config,
+                                                    system, base_max_length, None))
+        sweep_md, sweep_plot = self.write_sweep(direction, system_runs)
+        markdown = "\n".join([f"## Alpha sweep, {direction.train} -> {direction.evaluate} (zero-shot)", "",
+                              f"Evaluation languages: {' '.join(langs)}; seeds {', '.join(map(str, preset.seeds))}; "
+                              f"alphas {', '.join(f'{a:g}' for a in sorted(main_alphas & set(preset.sweep_alphas)))} "
+                              "read from the main comparison's results.", "", sweep_md, "", f"Plot: {sweep_plot}", ""])
+        return {"direction": direction.name, "markdown": markdown, "table_md": sweep_md, "plots": [sweep_plot]}
 
     def report_direction(self, direction: Direction, system_runs: list[SystemRun], test_sets: list[TestSet],
                          seen: set[str], langs: Sequence[str], out: Path) -> dict[str, Any]:
@@ -995,12 +1083,7 @@ class PaperComparison:
 
         sweep_md, sweep_plot = None, None
         if direction in preset.sweep_directions:
-            sweep = sweep_frame(system_runs)
-            sweep.to_csv(self.out / f"alpha_sweep_{direction.name}.csv", index=False)
-            sweep_md = markdown_with_spread(sweep.assign(alpha=[f"{a:g}" for a in sweep["alpha"]]), ["alpha"])
-            sweep_plot = plot_alpha_sweep(sweep, f"Alpha sweep, {direction.train} -> {direction.evaluate} "
-                                          f"({len(preset.seeds)} seed{'s' if len(preset.seeds) > 1 else ''})",
-                                          self.out / f"alpha_sweep_{direction.name}.png")
+            sweep_md, sweep_plot = self.write_sweep(direction, system_runs)
             plots.append(sweep_plot)
 
         unseen = sorted(set(langs) - seen)
@@ -1049,6 +1132,8 @@ class PaperComparison:
             "python": platform.python_version(), "machine": platform.machine(),
         }
         self.train_all()
+        if self.sweep_only:
+            return self.finish_sweep_only(started, run_record)
         reports = [self.evaluate_direction(direction) for direction in self.preset.directions]
         training = self.preset.training
         budget = (f"{training.max_steps} steps" if training.max_steps is not None else f"{training.epochs:g} epochs")
@@ -1078,6 +1163,21 @@ class PaperComparison:
                                     for name, r in self.training_records.items()})
         _write_json(self.out / "run.json", run_record)
         return {"reports": reports, "markdown": markdown, "wall_time_s": wall}
+
+
+    def finish_sweep_only(self, started: float, run_record: dict[str, Any]) -> dict[str, Any]:
+        """Writes alpha_sweep.md and alpha_sweep_run.json; the main comparison's files are left as they are."""
+        reports = [self.sweep_direction(direction) for direction in self.preset.sweep_directions]
+        markdown = "\n".join([f"# Alpha sweep: preset `{self.preset.name}`", "", f"{self.preset.description}. "
+                              f"Git commit {self.commit}.", "", ""]) + "\n".join(r["markdown"] for r in reports)
+        (self.out / "alpha_sweep.md").write_text(markdown, encoding="utf-8")
+        wall = time.perf_counter() - started
+        run_record.update(status="finished", mode="sweep-only", finished=_now(), wall_time_s=round(wall, 1),
+                          training={name: {k: r.get(k) for k in ("wall_time_s", "reused", "global_steps")}
+                                    for name, r in self.training_records.items()})
+        _write_json(self.out / "alpha_sweep_run.json", run_record)
+        return {"reports": reports, "markdown": markdown, "wall_time_s": wall,
+                "report_path": self.out / "alpha_sweep.md"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1117,6 +1217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--significance-pairs-per-language", type=int, default=None, metavar="K",
                         help="cross-lingual pairs per query language in the significance test (default: the "
                              "preset's; -1: all pairs)")
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="after a full run into the same --out: train and evaluate only the sweep's extra alphas, "
+                             "read the main alphas' results from that run, write alpha_sweep.md / alpha_sweep_run.json")
     parser.add_argument("--skip-training", action="store_true",
                         help="only evaluate: every model must already be finished in <out>/models/")
     parser.add_argument("--keep-checkpoints", action="store_true",
@@ -1171,19 +1274,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"paper_comparison: error: {error}", file=sys.stderr)
         return 2
     out = args.out or DEFAULT_RESULTS / preset.name
-    comparison = PaperComparison(
-        preset, out, base_model=args.base_model, train_langs=tuple(args.train_langs) if args.train_langs else None,
-        skip_training=args.skip_training, keep_checkpoints=args.keep_checkpoints, per_query=args.per_query,
-        progress=not args.no_progress,
-    )
     try:
+        comparison = PaperComparison(
+            preset, out, base_model=args.base_model, train_langs=tuple(args.train_langs) if args.train_langs else None,
+            skip_training=args.skip_training, keep_checkpoints=args.keep_checkpoints, per_query=args.per_query,
+            progress=not args.no_progress, sweep_only=args.sweep_only,
+        )
         outcome = comparison.run()
     except (FileNotFoundError, ValueError) as error:
         print(f"paper_comparison: error: {error}", file=sys.stderr)
         return 2
     for report in outcome["reports"]:
         print(f"\n{report['direction']}:\n\n{report['table_md']}")
-    print(f"\nfull report: {Path(out) / 'paper_comparison.md'}")
+    print(f"\nfull report: {outcome.get('report_path', Path(out) / 'paper_comparison.md')}")
     print(f"plots: {', '.join(str(p) for r in outcome['reports'] for p in r['plots'])}; "
           f"mAP heatmaps under {Path(out)}/<direction>/systems/")
     print(f"wall time: {outcome['wall_time_s'] / 60:.1f} min")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -280,3 +281,38 @@ def test_skip_training_and_changed_configuration_fail_clearly(smoke_run, tiny_mo
     changed[changed.index("--max-steps") + 1] = "3"
     assert pc.main(changed) == 2
     assert "max_steps: saved 2, wanted 3" in capsys.readouterr().err
+
+
+def test_sweep_only_adds_alphas_and_reads_the_main_results(smoke_run, tiny_model_path, tmp_path):
+    out = tmp_path / "sweep"
+    shutil.copytree(smoke_run, out, symlinks=True, ignore=shutil.ignore_patterns("checkpoints"))
+    report_before = (out / "paper_comparison.md").read_text(encoding="utf-8")
+    args = [a for a in SMOKE_ARGS]
+    args[args.index("--sweep-alphas") + 1: args.index("--sweep-alphas") + 3] = ["0", "0.5", "1"]
+    assert pc.main(args + ["--base-model", str(tiny_model_path), "--out", str(out), "--sweep-only"]) == 0
+    sweep = pd.read_csv(out / "alpha_sweep_mlqa-r_to_xquad-r.csv")
+    assert sweep["alpha"].tolist() == [0.0, 0.5, 1.0]
+    table = pd.read_csv(out / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
+    by_alpha = sweep.set_index("alpha")
+    # the main alphas are read back from the first run, not evaluated again
+    assert by_alpha.loc[1.0, "multilingual mAP"] == pytest.approx(table.loc["X-X-mono (alpha=1)", "Multilingual mAP"])
+    assert by_alpha.loc[0.5, "rank distance"] == pytest.approx(table.loc["hybrid (alpha=0.5)", "Rank distance ↓"])
+    saved = pd.read_csv(out / "mlqa-r_to_xquad-r" / "systems" / "alpha-0" / "seed-42" / "summary.csv")
+    saved = saved.set_index(["setting_type", "measure"])["value"]
+    assert by_alpha.loc[0.0, "monolingual mAP"] == pytest.approx(saved[("monolingual", "mAP")])
+    assert by_alpha.loc[0.0, "rank distance"] == pytest.approx(saved[("multilingual", "RankDistance")])
+    record = json.loads((out / "mlqa-r_to_xquad-r" / "systems" / "alpha-0" / "seed-42" / "run.json").read_text())
+    assert record["alpha"] == 0.0 and record["training_reused"] is False
+    assert (out / "paper_comparison.md").read_text(encoding="utf-8") == report_before
+    assert "## Alpha sweep" in (out / "alpha_sweep.md").read_text(encoding="utf-8")
+    assert json.loads((out / "alpha_sweep_run.json").read_text())["mode"] == "sweep-only"
+
+
+def test_sweep_only_without_a_main_run_fails_clearly(smoke_run, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "models-only"
+    (out / "models").mkdir(parents=True)
+    for model in (smoke_run / "models").iterdir():
+        (out / "models" / model.name).symlink_to(model)
+    args = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out), "--sweep-only", "--skip-training"]
+    assert pc.main(args) == 2
+    assert "run the preset without --sweep-only first" in capsys.readouterr().err
