@@ -35,7 +35,7 @@ are evaluated on the same questions -- those of the in-collection model's held-o
 training_config.json, or read from --held-out-articles) -- against the full candidate pools. Outputs
 domain_shift.csv / .md / .png and run.json: the cost of the shift is in-collection minus cross-collection.
 
-Run (CPU smoke size; see benchmarks/README_robustness.md):
+Run (CPU smoke size; see benchmarks/README.md, section (c)):
 
     python benchmarks/robustness.py --systems bm25 tiny=/tmp/tiny --collection lareqa/xquad-r --langs de en zh \\
         --max-queries-per-lang 50 --kinds typo,adversarial --edits 1 2 3 --out benchmarks/results/robustness-smoke
