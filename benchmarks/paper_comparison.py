@@ -49,6 +49,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -1273,7 +1274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"paper_comparison: error: {error}", file=sys.stderr)
         return 2
-    out = args.out or DEFAULT_RESULTS / preset.name
+    # Relative to the working directory when it can be: the reports name their plots by this path.
+    out = args.out if args.out is not None else Path(os.path.relpath(DEFAULT_RESULTS / preset.name))
     try:
         comparison = PaperComparison(
             preset, out, base_model=args.base_model, train_langs=tuple(args.train_langs) if args.train_langs else None,
