@@ -804,7 +804,7 @@ def plot_alpha_sweep(frame: pd.DataFrame, title: str, path: Path) -> Path:
     left.set_xlabel("alpha (probability of a monolingual batch)")
     left.set_ylabel("mAP")
     left.set_xticks(alphas)
-    left.legend(fontsize=8)
+    left.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: lines fill the panel
     left.set_title("mAP per setting type")
     right.errorbar(alphas, frame["rank distance"], yerr=frame["rank distance std"].fillna(0.0), marker="o",
                    capsize=3, color="tab:red")
