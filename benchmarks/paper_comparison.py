@@ -58,7 +58,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -572,6 +572,16 @@ def top_runs(factory, collection, test_sets: Sequence[TestSet], depth: int,
 # One evaluated system
 
 
+class SystemEntry(NamedTuple):
+    """One system to evaluate on a direction; ``seed`` and ``alpha`` are None for BM25 and untrained encoders."""
+
+    label: str
+    slug: str
+    model: str
+    seed: int | None
+    alpha: float | None
+
+
 @dataclass
 class SystemRun:
     """One system evaluated on one direction (and, for trained systems, one seed)."""
@@ -893,19 +903,20 @@ class PaperComparison:
             tqdm.write(f"model {run.name}: alpha {run.config.alpha:g}, seed {run.config.seed}, {run.config.train}")
             self.training_records[run.name] = self.store.ensure(run)
 
-    def systems_for(self, direction: Direction) -> list[tuple[str, str, str, int | None, float | None]]:
-        """(label, slug, model, seed, alpha) of every system evaluated on ``direction``."""
+    def systems_for(self, direction: Direction) -> list[SystemEntry]:
+        """Every system evaluated on ``direction``: BM25, the base, extra encoders, the trained alphas per seed."""
         from pyterrier_hybrid.models import resolve_model
         from pyterrier_hybrid.retrieval.systems import SystemSpec
 
-        systems = [("BM25", "bm25", "bm25", None, None), ("base (untrained)", "base", self.base_model, None, None)]
+        systems = [SystemEntry("BM25", "bm25", "bm25", None, None),
+                   SystemEntry("base (untrained)", "base", self.base_model, None, None)]
         base_resolved = resolve_model(None if self.base_model == "default" else self.base_model)
         for text in self.preset.encoders:
             spec = SystemSpec.parse(text)
             if spec.is_bm25 or resolve_model(None if spec.model == "default" else spec.model) == base_resolved:
                 tqdm.write(f"encoder {spec.name} ({spec.model}) is the base model or BM25: already in the table")
                 continue
-            systems.append((spec.name, _slug(spec.name), spec.model, None, None))
+            systems.append(SystemEntry(spec.name, _slug(spec.name), spec.model, None, None))
         alphas = {alpha: label for label, alpha in self.preset.main_systems}
         if direction in self.preset.sweep_directions:
             for alpha in self.preset.sweep_alphas:
@@ -914,7 +925,7 @@ class PaperComparison:
             shown = label if label.startswith("alpha=") else f"{label} ({alpha_label(alpha)})"
             for seed in self.preset.seeds:
                 model = self.out / "models" / model_name(direction.train, alpha, seed)
-                systems.append((shown, f"alpha-{alpha:g}", str(model), seed, alpha))
+                systems.append(SystemEntry(shown, f"alpha-{alpha:g}", str(model), seed, alpha))
         return systems
 
     def direction_inputs(self, direction: Direction):
@@ -945,21 +956,24 @@ class PaperComparison:
         systems = self.systems_for(direction)
         base_max_length = None  # set by the "base" system, evaluated before the trained ones
         main_alphas = {alpha for _, alpha in preset.main_systems}
-        for label, slug, model, seed, alpha in tqdm(systems, desc=f"systems on {direction.name}", unit="system",
-                                                     disable=not self.progress):
+        for system in tqdm(systems, desc=f"systems on {direction.name}", unit="system", disable=not self.progress):
             # Only the main systems take part in the significance test (the sweep's extra alphas do not).
-            in_test = alpha is None or alpha in main_alphas
-            run = self.evaluate_system(direction, collection, langs, seen, options, eval_config,
-                                       (label, slug, model, seed, alpha), base_max_length,
-                                       test_sets if in_test else None)
-            if slug == "base":
+            in_test = system.alpha is None or system.alpha in main_alphas
+            run = self.evaluate_system(direction, collection, langs, seen, options, eval_config, system,
+                                       base_max_length, test_sets if in_test else None)
+            if system.slug == "base":
                 base_max_length = run.record["encoder_max_length"]
             system_runs.append(run)
         return self.report_direction(direction, system_runs, test_sets, seen, langs, out)
 
+    def system_folder(self, direction: Direction, system: SystemEntry) -> Path:
+        """Where a system's result and run.json live: ``<out>/<direction>/systems/<slug>/[seed-N/]``."""
+        seed_part = f"seed-{system.seed}" if system.seed is not None else ""
+        return self.out / direction.name / "systems" / system.slug / seed_part
+
     def evaluate_system(self, direction: Direction, collection, langs: Sequence[str], seen: set[str], options,
-                        eval_config, system: tuple[str, str, str, int | None, float | None],
-                        base_max_length: int | None, test_sets: list[TestSet] | None) -> SystemRun:
+                        eval_config, system: SystemEntry, base_max_length: int | None,
+                        test_sets: list[TestSet] | None) -> SystemRun:
         """Evaluates one system in every setting (and, given ``test_sets``, keeps its top runs for the significance
         test); saves its result and run.json under ``<out>/<direction>/systems/<slug>/[seed-N/]``."""
         from pyterrier_hybrid.evaluation import evaluate_lareqa
@@ -979,7 +993,7 @@ class PaperComparison:
         runs = top_runs(factory, collection, test_sets, preset.significance_depth) if test_sets is not None else {}
         del factory  # frees the model and its indexes before the next system
         wall = time.perf_counter() - started
-        folder = self.out / direction.name / "systems" / slug / (f"seed-{seed}" if seed is not None else "")
+        folder = self.system_folder(direction, system)
         result.save(folder)
         record = {
             "preset": preset.name, "git_commit": self.commit, "system": label, "model": model, "seed": seed,
@@ -1009,13 +1023,12 @@ class PaperComparison:
                                       self.out / f"alpha_sweep_{direction.name}.png")
         return sweep_md, sweep_plot
 
-    def saved_run(self, direction: Direction, system: tuple[str, str, str, int | None, float | None],
-                  langs: Sequence[str]) -> SystemRun:
+    def saved_run(self, direction: Direction, system: SystemEntry, langs: Sequence[str]) -> SystemRun:
         """A system's result as an earlier run of this preset saved it; refuses one evaluated differently."""
         from pyterrier_hybrid.evaluation import EvaluationResult
 
         label, slug, model, seed, alpha = system
-        folder = self.out / direction.name / "systems" / slug / (f"seed-{seed}" if seed is not None else "")
+        folder = self.system_folder(direction, system)
         if not (folder / "run.json").is_file():
             raise FileNotFoundError(f"--sweep-only reads the main systems' results of an earlier run of preset "
                                     f"{self.preset.name!r}, but {folder / 'run.json'} does not exist: run the preset "
@@ -1037,11 +1050,11 @@ class PaperComparison:
         preset = self.preset
         collection, langs, seen, options, eval_config = self.direction_inputs(direction)
         main_alphas = {alpha for _, alpha in preset.main_systems}
-        trained = [s for s in self.systems_for(direction) if s[4] is not None and s[4] in preset.sweep_alphas]
-        system_runs = [self.saved_run(direction, system, langs) for system in trained if system[4] in main_alphas]
+        trained = [s for s in self.systems_for(direction) if s.alpha is not None and s.alpha in preset.sweep_alphas]
+        system_runs = [self.saved_run(direction, system, langs) for system in trained if system.alpha in main_alphas]
         # The extra alphas are evaluated at the token limit the main trained systems were evaluated at.
         base_max_length = next((run.record.get("max_length") for run in system_runs), None)
-        for system in tqdm([s for s in trained if s[4] not in main_alphas], desc=f"sweep on {direction.name}",
+        for system in tqdm([s for s in trained if s.alpha not in main_alphas], desc=f"sweep on {direction.name}",
                            unit="system", disable=not self.progress):
             system_runs.append(self.evaluate_system(direction, collection, langs, seen, options, eval_config,
                                                     system, base_max_length, None))
@@ -1160,11 +1173,14 @@ class PaperComparison:
         wall = time.perf_counter() - started
         # Written at the end only: a failed rerun leaves the record of the last finished run in place.
         run_record.update(status="finished", finished=_now(), wall_time_s=round(wall, 1),
-                          training={name: {k: r.get(k) for k in ("wall_time_s", "reused", "global_steps")}
-                                    for name, r in self.training_records.items()})
+                          training=self.training_summary())
         _write_json(self.out / "run.json", run_record)
         return {"reports": reports, "markdown": markdown, "wall_time_s": wall}
 
+    def training_summary(self) -> dict[str, dict[str, Any]]:
+        """Wall time, reuse and steps of every training run, for the top-level run.json."""
+        return {name: {k: r.get(k) for k in ("wall_time_s", "reused", "global_steps")}
+                for name, r in self.training_records.items()}
 
     def finish_sweep_only(self, started: float, run_record: dict[str, Any]) -> dict[str, Any]:
         """Writes alpha_sweep.md and alpha_sweep_run.json; the main comparison's files are left as they are."""
@@ -1174,8 +1190,7 @@ class PaperComparison:
         (self.out / "alpha_sweep.md").write_text(markdown, encoding="utf-8")
         wall = time.perf_counter() - started
         run_record.update(status="finished", mode="sweep-only", finished=_now(), wall_time_s=round(wall, 1),
-                          training={name: {k: r.get(k) for k in ("wall_time_s", "reused", "global_steps")}
-                                    for name, r in self.training_records.items()})
+                          training=self.training_summary())
         _write_json(self.out / "alpha_sweep_run.json", run_record)
         return {"reports": reports, "markdown": markdown, "wall_time_s": wall,
                 "report_path": self.out / "alpha_sweep.md"}
