@@ -275,6 +275,7 @@ def test_config_defaults_are_the_papers():
         ({"candidate_text": "context"}, "candidate_text"),
         ({"early_stopping_patience": 2, "eval_fraction": 0.0}, "validation split"),
         ({"early_stopping_patience": 2, "eval_steps": 3, "save_steps": 10}, "multiple of eval_steps"),
+        ({"max_eval_batches": 0}, "max_eval_batches"),
     ],
 )
 def test_config_errors(overrides, message):
@@ -294,13 +295,14 @@ def test_cli_arguments_map_to_the_config():
     args = parser.parse_args(
         ["--base-model", "default", "--train", "lareqa/xquad-r", "--train-langs", "en,de", "--alpha", "0.25",
          "--batch-size", "32", "--lr", "1e-5", "--max-steps", "50", "--bf16", "--freeze-word-embeddings",
-         "--loss", "cached-mnrl", "--mini-batch-size", "8", "--candidate-text", "sentence", "-o", "out"]
+         "--loss", "cached-mnrl", "--mini-batch-size", "8", "--candidate-text", "sentence", "--max-eval-batches",
+         "20", "-o", "out"]
     )
     config = cli.config_from_args(args)
     assert config == HybridTrainingConfig(
         base_model=None, train="lareqa/xquad-r", train_langs=("en", "de"), alpha=0.25, batch_size=32,
         learning_rate=1e-5, max_steps=50, bf16=True, freeze_word_embeddings=True, loss="cached-mnrl",
-        mini_batch_size=8, candidate_text="sentence", output_dir="out",
+        mini_batch_size=8, candidate_text="sentence", max_eval_batches=20, output_dir="out",
     )
     assert not args.resume
 
@@ -571,3 +573,18 @@ def test_validation_batches_shrink_when_questions_share_an_answer_sentence():
     for batch in batches:
         passages = [dataset[i]["positive"] for i in batch]
         assert len(set(passages)) == len(passages)
+
+
+def test_max_eval_batches_caps_the_validation_pass_to_its_first_batches(tiny_model_path, subset_jsonl, tmp_path):
+    from pyterrier_hybrid.training.trainer import prepare_training
+
+    def eval_batches(**overrides):
+        config = tiny_config(tiny_model_path, subset_jsonl, tmp_path / str(len(overrides)), eval_fraction=0.3,
+                             max_steps=2, **overrides)
+        prepared = prepare_training(config)
+        return [list(batch) for batch in prepared.trainer.get_eval_dataloader().batch_sampler]
+
+    full = eval_batches()
+    capped = eval_batches(max_eval_batches=2)
+    assert len(full) > 2
+    assert capped == full[:2]

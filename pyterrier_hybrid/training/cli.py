@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"checkpoints kept (default: {d.save_total_limit})")
     output.add_argument("--eval-steps", type=int, default=d.eval_steps,
                         help=f"validation every N steps (default: {d.eval_steps})")
+    output.add_argument("--max-eval-batches", type=int, default=d.max_eval_batches,
+                        help="at most N validation batches per evaluation (default: about every held-out pair once; "
+                             "held-out pairs grow with the square of the languages)")
     output.add_argument("--logging-steps", type=int, default=d.logging_steps,
                         help=f"record the loss every N steps (default: {d.logging_steps})")
     output.add_argument("--resume", action="store_true",
@@ -120,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         passage_prompt=args.passage_prompt,
         eval_fraction=args.eval_fraction,
         eval_steps=args.eval_steps,
+        max_eval_batches=args.max_eval_batches,
         early_stopping_patience=args.early_stopping_patience,
         output_dir=args.output_dir,
         save_steps=args.save_steps,

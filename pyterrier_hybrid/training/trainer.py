@@ -164,7 +164,7 @@ def _eval_batch_size(dataset, rows: ParallelRows, config: HybridTrainingConfig, 
     while size >= 2:
         sampler = HybridBatchSampler(
             dataset, size, seed=config.seed, rows=rows, alpha=config.alpha, num_replicas=world_size,
-            batches_per_epoch=_eval_batches(rows, size, world_size),
+            batches_per_epoch=_eval_batches(rows, size, world_size, config.max_eval_batches),
         )
         try:
             for _ in sampler:
@@ -178,9 +178,10 @@ def _eval_batch_size(dataset, rows: ParallelRows, config: HybridTrainingConfig, 
     )
 
 
-def _eval_batches(rows: ParallelRows, batch_size: int, world_size: int) -> int:
-    """Validation batches per evaluation: about every held-out row once."""
-    return max(1, math.ceil(len(rows) / (batch_size * world_size)))
+def _eval_batches(rows: ParallelRows, batch_size: int, world_size: int, cap: int | None = None) -> int:
+    """Validation batches per evaluation: about every held-out row once, or ``cap`` if that is fewer."""
+    batches = max(1, math.ceil(len(rows) / (batch_size * world_size)))
+    return batches if cap is None else min(batches, cap)
 
 
 def _check_output_dir(out: Path, config: HybridTrainingConfig, resume: bool) -> Path | None:
@@ -468,7 +469,10 @@ def prepare_training(
         eval_batch_size = _eval_batch_size(eval_dataset, eval_rows, config, world_size)
         args.per_device_eval_batch_size = eval_batch_size
         # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0).
-        factory.register(eval_dataset, eval_rows, batches_per_epoch=_eval_batches(eval_rows, eval_batch_size, world_size))
+        eval_batches = _eval_batches(eval_rows, eval_batch_size, world_size, config.max_eval_batches)
+        logger.info("validation: %d batches of %d pairs per evaluation (%d held-out pairs)",
+                    eval_batches, eval_batch_size, len(eval_rows))
+        factory.register(eval_dataset, eval_rows, batches_per_epoch=eval_batches)
     args.batch_sampler = factory
 
     if args.process_index == 0:
