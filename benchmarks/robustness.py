@@ -749,17 +749,22 @@ def plot_domain_shift(table: pd.DataFrame, path: Path) -> None:
         return
     names = list(dict.fromkeys(data["name"]))
     types = [t for t in SETTING_TYPES if t in set(data["setting_type"])]
-    figure = _figure(max(5.0, 2.2 * len(names) + 2), 3.4)
-    axes = figure.subplots(1, len(names), squeeze=False)[0]
+    figure = _figure(max(5.0, 2.2 * len(names) + 2), 3.6)
+    # One y scale for every pair, so that the panels compare systems as well as in- vs cross-collection.
+    axes = figure.subplots(1, len(names), squeeze=False, sharey=True)[0]
     for ax, name in zip(axes, names):
         part = data[data["name"] == name].set_index("setting_type").reindex(types)
         x = np.arange(len(types))
-        ax.bar(x - 0.2, part["in_collection"], 0.4, label="in-collection (held-out articles)")
-        ax.bar(x + 0.2, part["cross_collection"], 0.4, label="cross-collection")
+        for offset, column, label in ((-0.2, "in_collection", "in-collection (held-out articles)"),
+                                      (0.2, "cross_collection", "cross-collection")):
+            bars = ax.bar(x + offset, part[column], 0.4, label=label)
+            ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=1)
         ax.set_xticks(x, labels=types, fontsize=7)
-        ax.set_ylabel("mAP", fontsize=7)
         ax.set_title(name, fontsize=8)
-    axes[0].legend(fontsize=7)
+    axes[0].set_ylabel("mAP", fontsize=7)
+    axes[0].set_ylim(0, 1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7)
     figure.savefig(path, dpi=120)
 
 
