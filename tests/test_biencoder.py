@@ -350,6 +350,12 @@ def test_experiment_with_dense_pipelines_on_lareqa(encoder, xquad, tmp_path):
         [exact, flex], topics, qrels, eval_metrics=["map", "recip_rank", "P_1"], names=["exact", "flex"]
     )
     assert table["name"].tolist() == ["exact", "flex"]
+    # Both score every candidate of every query alike (float32 sums may differ in the last bits) ...
+    runs = [pipeline.transform(topics).set_index(["qid", "docno"])["score"] for pipeline in (exact, flex)]
+    assert len(runs[0]) == len(runs[1]) == len(topics) * len(candidates)
+    np.testing.assert_allclose(runs[0].sort_index().to_numpy(), runs[1].sort_index().to_numpy(), atol=1e-5)
+    # ... so the measures agree up to the order of near-tied candidates (the tiny random model makes many;
+    # one swapped pair moved MAP by 4e-5 in a rare run, while a real difference moves it by far more).
     np.testing.assert_allclose(table.iloc[0][["map", "recip_rank", "P_1"]].to_numpy(float),
-                               table.iloc[1][["map", "recip_rank", "P_1"]].to_numpy(float), atol=1e-6)
+                               table.iloc[1][["map", "recip_rank", "P_1"]].to_numpy(float), atol=5e-4)
     assert 0 < table.iloc[0]["map"] <= 1
