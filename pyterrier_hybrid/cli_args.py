@@ -1,0 +1,48 @@
+"""Argument helpers shared by the ``pyterrier-hybrid`` subcommands.
+
+Language lists are accepted the same way everywhere: ``--langs de,en``, ``--langs de en`` and ``--langs de, en``
+all mean ``("de", "en")``. Add such an option with :func:`add_language_option` (or ``nargs="+"`` and
+``action=LanguageListAction`` by hand); library code that takes a user's list can call :func:`language_list`.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterable
+
+__all__ = ["LanguageListAction", "add_language_option", "language_list"]
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def language_list(values: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The languages in ``values`` (one string or several), split on commas and whitespace, in order, without
+    repeats: ``language_list(["de,en", "ar"]) == ("de", "en", "ar")``; ``None`` gives ``()``."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    languages: dict[str, None] = {}  # a dict keeps the first-seen order
+    for value in values:
+        for lang in _SEPARATORS.split(value.strip()):
+            if lang:
+                languages[lang] = None
+    return tuple(languages)
+
+
+class LanguageListAction(argparse.Action):
+    """argparse action for ``nargs="+"`` language options: stores :func:`language_list` of the values, a tuple.
+
+    A value that holds no language at all (``--langs ,``) is an argparse error (exit 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        languages = language_list(values)
+        if not languages:
+            parser.error(f"argument {option_string}: expected at least one language code")
+        setattr(namespace, self.dest, languages)
+
+
+def add_language_option(parser, *flags: str, **kwargs) -> argparse.Action:
+    """``parser.add_argument(*flags, nargs="+", action=LanguageListAction, metavar="LANG", **kwargs)``."""
+    kwargs.setdefault("metavar", "LANG")
+    return parser.add_argument(*flags, nargs="+", action=LanguageListAction, **kwargs)
