@@ -1,12 +1,17 @@
 """The ``pyterrier-hybrid`` command: one subcommand per part of the package.
 
 Each subcommand lives beside the code it drives, as a module with ``add_arguments(parser)`` and ``run(args)``.
+``run`` checks what the user asked for before it loads a model or data it does not need, and raises
+:class:`~pyterrier_hybrid.errors.UserError` for a bad request; :func:`main` prints that as one line,
+``pyterrier-hybrid <command>: error: <message>``, and exits with status 2, as it does for a bad flag.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .errors import UserError
 
 SUBCOMMANDS = {
     "datasets": ("pyterrier_hybrid.datasets.cli", "list the LAReQA ids with their numbers of queries, candidates, qrels"),
@@ -15,8 +20,16 @@ SUBCOMMANDS = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (exit 2), like the user errors of ``run``: argparse
+    would print the whole usage first."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyterrier-hybrid", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="pyterrier-hybrid", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -28,7 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return importlib.import_module(args._module).run(args)
+    try:
+        return importlib.import_module(args._module).run(args)
+    except UserError as e:
+        print(error_line(f"pyterrier-hybrid {args.command}", e), file=sys.stderr)
+        return 2
+
+
+def error_line(prog: str, error: BaseException) -> str:
+    """``<prog>: error: <message>`` on one line (a message spanning lines is joined with spaces)."""
+    return f"{prog}: error: {' '.join(str(error).split())}"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Language lists are accepted the same way everywhere: ``--langs de,en``, ``--langs de en`` and ``--langs de, en``
 all mean ``("de", "en")``. Add such an option with :func:`add_language_option` (or ``nargs="+"`` and
 ``action=LanguageListAction`` by hand); library code that takes a user's list can call :func:`language_list`.
+Numeric options that must be positive take ``type=positive_int`` / ``type=positive_float``, so a bad value is an
+argparse error (one line, exit 2) before anything is loaded.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import argparse
 import re
 from collections.abc import Iterable
 
-__all__ = ["LanguageListAction", "add_language_option", "language_list"]
+__all__ = ["LanguageListAction", "add_language_option", "language_list", "positive_float", "positive_int"]
 
 _SEPARATORS = re.compile(r"[,\s]+")
 
@@ -46,3 +48,25 @@ def add_language_option(parser, *flags: str, **kwargs) -> argparse.Action:
     """``parser.add_argument(*flags, nargs="+", action=LanguageListAction, metavar="LANG", **kwargs)``."""
     kwargs.setdefault("metavar", "LANG")
     return parser.add_argument(*flags, nargs="+", action=LanguageListAction, **kwargs)
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` for an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` for a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

@@ -307,14 +307,16 @@ def test_cli_arguments_map_to_the_config():
     assert not args.resume
 
 
-def test_cli_reports_unusable_data_with_exit_status_2(tiny_model_path, tmp_path, capsys, lareqa_dir):
+def test_cli_reports_unusable_data_as_a_user_error(tiny_model_path, tmp_path, lareqa_dir):
+    from pyterrier_hybrid.errors import UserError
+
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    # one language and alpha < 1: there is no cross-lingual pair to draw
+    # one language and alpha < 1: there is no cross-lingual pair to draw (the command prints it and exits 2)
     args = parser.parse_args(["--base-model", str(tiny_model_path), "--train", "lareqa/xquad-r", "--train-langs",
                               "de", "--eval-fraction", "0", "-o", str(tmp_path / "out"), "--batch-size", "8"])
-    assert cli.run(args) == 2
-    assert "cross-lingual" in capsys.readouterr().err
+    with pytest.raises(UserError, match="cross-lingual"):
+        cli.run(args)
 
 
 # --- training runs --------------------------------------------------------------------------------------------------

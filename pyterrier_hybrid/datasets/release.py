@@ -143,6 +143,13 @@ class ReleaseFiles:
             self._verified[release_file] = path
         return self._verified[release_file]
 
+    def verify(self, collection: str, langs=None) -> dict[str, Path]:
+        """The verified path of every language file of ``collection`` (``langs``: a selection, None: all).
+
+        Raises the dataset error of the first unknown language, missing file or checksum mismatch; commands call it
+        before they build a model so that bad data is reported at once."""
+        return {lang: self.path(collection, lang) for lang in check_languages(collection, langs)}
+
     def _locate(self, release_file: ReleaseFile) -> Path:
         if self.local_dir is not None:
             path = self.local_dir / release_file.relative_path

@@ -3,6 +3,9 @@
 For each ``--model`` it writes, under ``--out/<system>/``, the per-setting CSV, the summary (Markdown, CSV, JSON)
 and the mAP heatmap (query language x document language); with several models also ``comparison.md`` and the
 comparison plots. Any other ir_datasets id with queries, docs and qrels is evaluated as one plain setting.
+
+What can be checked without a model is checked first (:func:`check_request`: the model folders, the collection,
+the languages, the release files' checksums), so a bad request is reported in a second, not after a model build.
 """
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from ..cli_args import add_language_option, positive_int
+from ..errors import UserError
 
 LAREQA_PREFIX = "lareqa/"
 
@@ -20,42 +26,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "hub id; repeatable. Default: the embedded default model")
     parser.add_argument("--collection", default="lareqa/xquad-r",
                         help="lareqa/xquad-r, lareqa/mlqa-r, or any ir_datasets id with queries, docs and qrels")
-    parser.add_argument("--langs", nargs="+", default=None, help="LAReQA languages to evaluate (default: all)")
+    add_language_option(parser, "--langs", default=None,
+                        help="LAReQA languages to evaluate, 'de en' or 'de,en' (default: all)")
     parser.add_argument("--candidate-text", choices=["sentence", "sentence+context"], default="sentence+context",
                         help="what is encoded (dense) or indexed (BM25) for a candidate; LAReQA uses sentence+context")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="auto: bfloat16 autocast where the processor supports it, else float32")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="texts encoded at once (default: 64)")
     parser.add_argument("--out", default="results", help="output folder")
 
 
+def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] | None]:
+    """(system specs, collection id, languages) of the request, after checking everything that needs no model.
+
+    Raises :class:`~pyterrier_hybrid.errors.UserError` (or a subclass naming the problem) for a malformed or
+    duplicate ``--model``, a model folder that does not exist or holds no model, an unknown collection or
+    language, ``--langs`` with a collection that is not LAReQA, and a missing or corrupt release file.
+    """
+    from ..datasets import ReleaseFiles
+    from ..datasets.irds import setting_of
+    from ..models import resolve_model
+    from ..retrieval.systems import BM25_SPEC, SystemSpec
+
+    specs = []
+    for text in args.models or ["default"]:
+        try:
+            specs.append(SystemSpec.parse(text))
+        except ValueError as e:
+            raise UserError(f"--model: {e}") from None
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UserError(f"two systems share a name ({', '.join(names)}): name them with NAME=MODEL")
+    for spec in specs:
+        if spec.model not in (BM25_SPEC, "default"):
+            resolve_model(spec.model)  # a local folder must exist and hold a model; "default" is built later
+
+    collection = args.collection.removeprefix("irds:")
+    langs = args.langs
+    if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
+        name = collection[len(LAREQA_PREFIX):]
+        ReleaseFiles().verify(name, langs)  # unknown collection or language, missing or corrupt release file
+    elif langs:
+        raise UserError(f"--langs applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not {collection}")
+    elif collection.startswith(LAREQA_PREFIX):
+        setting = setting_of(collection)
+        ReleaseFiles().verify(setting.collection, sorted(set(setting.query_langs) | set(setting.doc_langs)))
+    else:
+        _check_irds_id(collection)
+    return specs, collection, langs
+
+
+def _check_irds_id(dataset_id: str) -> None:
+    import ir_datasets
+
+    try:
+        dataset = ir_datasets.load(dataset_id)
+    except KeyError:
+        raise UserError(f"unknown collection {dataset_id!r}: expected lareqa/xquad-r, lareqa/mlqa-r or an "
+                        "ir_datasets id") from None
+    missing = [part for part in ("docs", "queries", "qrels") if not getattr(dataset, f"has_{part}")()]
+    if missing:
+        raise UserError(f"ir_datasets dataset {dataset_id!r} has no {' or '.join(missing)}; evaluation needs docs, "
+                        "queries and qrels")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..retrieval.systems import SystemOptions, SystemSpec, build_factory
+    specs, collection, langs = check_request(args)
+
+    from ..retrieval.systems import SystemOptions, build_factory
     from . import evaluate_irds, evaluate_lareqa
     from .plots import plot_rank_distance_bars, plot_setting_bars
     from .report import results_markdown
 
-    specs = [SystemSpec.parse(m) for m in (args.models or ["default"])]
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"two systems share a name ({', '.join(names)}): name them with NAME=MODEL")
     options = SystemOptions(candidate_text=args.candidate_text, precision=args.precision, batch_size=args.batch_size)
     out = Path(args.out)
-    collection = args.collection.removeprefix("irds:")
     results = []
     for spec in specs:
         started = time.perf_counter()
         factory = build_factory(spec, options)
         if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
-            result = evaluate_lareqa(factory, collection[len(LAREQA_PREFIX):], args.langs, system=spec.name)
+            result = evaluate_lareqa(factory, collection[len(LAREQA_PREFIX):], langs, system=spec.name)
         else:
-            if args.langs:
-                raise SystemExit("--langs applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r) only")
             result = evaluate_irds(factory, collection, system=spec.name)
         wall = time.perf_counter() - started
         paths = result.save(out / spec.name)
         (out / spec.name / "run.json").write_text(json.dumps({
-            "system": spec.name, "model": spec.model, "collection": collection, "langs": args.langs,
+            "system": spec.name, "model": spec.model, "collection": collection,
+            "langs": list(langs) if langs else None,
             "candidate_text": args.candidate_text, "precision": args.precision, "wall_time_s": round(wall, 1),
         }, indent=2) + "\n")
         print(f"\n{spec.name}: {wall:.0f} s; results in {out / spec.name} ({', '.join(p.name for p in paths.values())})")

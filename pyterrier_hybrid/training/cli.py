@@ -5,23 +5,25 @@
     pyterrier-hybrid train ... --resume                                              # continue an interrupted run
 
 Every option maps to a field of :class:`~pyterrier_hybrid.training.config.HybridTrainingConfig` (see its
-documentation); defaults are the paper's. Heavy libraries are imported by ``run`` only, so that ``--help`` is fast.
+documentation); defaults are the paper's. Heavy libraries are imported by ``run`` only, so that ``--help`` is fast,
+and what can be checked without a model (the configuration, the base model folder, the training source, its
+languages and release files) is checked before the base model is loaded or built (:func:`check_request`).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
+from ..cli_args import add_language_option
+from ..errors import UserError
 from .config import LOSSES, HybridTrainingConfig
+from .data import IRDS_PREFIX, LAREQA_PREFIX, parse_irds_source
 
-__all__ = ["add_arguments", "config_from_args", "run"]
+__all__ = ["add_arguments", "check_request", "config_from_args", "run"]
 
 _DEFAULTS = HybridTrainingConfig()
-
-
-def _languages(value: str) -> list[str]:
-    return [lang.strip() for lang in value.split(",") if lang.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train", default=d.train, metavar="SOURCE",
                       help="training data: lareqa/mlqa-r, lareqa/xquad-r, a .jsonl file of parallel examples or "
                            f"irds:LANG=DATASET_ID,... (default: {d.train})")
-    data.add_argument("--train-langs", type=_languages, default=None, metavar="LANGS",
-                      help="comma-separated languages to keep (both query and passage in it; default: all)")
+    add_language_option(data, "--train-langs", default=None,
+                        help="languages to keep, 'de en' or 'de,en' (both query and passage in it; default: all)")
     data.add_argument("--candidate-text", choices=("sentence", "sentence+context"), default=d.candidate_text,
                       help=f"passage text: the sentence, or sentence + ' ' + paragraph (default: {d.candidate_text})")
     data.add_argument("--hard-negatives", action="store_true",
@@ -133,19 +135,49 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
     )
 
 
+def check_request(args: argparse.Namespace) -> HybridTrainingConfig:
+    """The configuration ``args`` ask for, after checking what needs no model: the training source and its
+    languages (LAReQA: also the release files' checksums) first, since an unknown language is the real problem even
+    where it makes other settings inconsistent; then the configuration and the base model folder. Raises
+    :class:`~pyterrier_hybrid.errors.UserError` naming the problem, before the base model is loaded (or the
+    embedded default built)."""
+    from ..datasets import ReleaseFiles
+
+    source = str(args.train)
+    if source.startswith(LAREQA_PREFIX):
+        ReleaseFiles().verify(source[len(LAREQA_PREFIX):], args.train_langs)
+    elif source.startswith(IRDS_PREFIX):
+        try:
+            parse_irds_source(source)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    elif not Path(source).is_file():
+        raise UserError(f"training source {source!r} is neither lareqa/mlqa-r, lareqa/xquad-r, an existing .jsonl "
+                        "file nor irds:LANG=DATASET_ID,...")
+    config = config_from_args(args)
+    if config.base_model is not None:
+        from ..models import resolve_model
+
+        resolve_model(config.base_model)  # a local folder must exist and hold a model
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train as ``args`` say; prints the output folder. Returns the exit status (2 for a bad configuration or
-    unusable data, with the reason on stderr)."""
-    from .sampler import SamplerDataError
+    """Train as ``args`` say; prints the output folder and returns 0. A bad configuration or unusable data raises
+    :class:`~pyterrier_hybrid.errors.UserError` (the command prints it as one line and exits 2)."""
+    config = check_request(args)
+
     from .trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = config_from_args(args)
         out = train(config, resume=args.resume)
-    except (ValueError, FileNotFoundError, FileExistsError, SamplerDataError) as e:
-        print(f"pyterrier-hybrid train: error: {e}", file=sys.stderr)
-        return 2
+    except UserError:
+        raise
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        # Problems of the data found while loading it (the sampler's SamplerDataError is a ValueError), or of the
+        # output folder (checkpoints of another run, nothing to resume).
+        raise UserError(str(e)) from e
     print(out)
     return 0
 
@@ -154,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (``python -m pyterrier_hybrid.training.cli``)."""
     parser = argparse.ArgumentParser(prog="pyterrier-hybrid train", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except UserError as e:
+        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
