@@ -1,29 +1,33 @@
-"""The paper-comparison benchmark driver (benchmarks/paper_comparison.py): its pieces on small inputs, and one
-end-to-end run with the tiny model (a few training steps, two XQuAD-R languages, a subsample of the questions)."""
+"""The paper comparison (``pyterrier-hybrid compare``, :mod:`pyterrier_hybrid.experiments`): its pieces on small
+inputs, and one end-to-end run with the tiny model (a few training steps, two XQuAD-R languages, a subsample of the
+questions)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from pyterrier_hybrid.cli import main as cli_main
+from pyterrier_hybrid.evaluation.subsets import TopicSubset
+from pyterrier_hybrid.experiments.aggregate import aggregate_table, language_split, markdown_with_spread, mean_result
+from pyterrier_hybrid.experiments.presets import (
+    MLQA_TO_XQUAD,
+    PRESETS,
+    XQUAD_TO_MLQA,
+    ComparisonPreset,
+    Direction,
+)
+from pyterrier_hybrid.experiments.significance import balanced_pairs
+from pyterrier_hybrid.experiments.training_runs import ModelStore, plan_training
 
 
-def _load_driver():
-    spec = importlib.util.spec_from_file_location("paper_comparison", REPO / "benchmarks" / "paper_comparison.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["paper_comparison"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-pc = _load_driver()
+def compare(args) -> int:
+    """``pyterrier-hybrid compare ARGS`` in this process; its exit status."""
+    return cli_main(["compare", *args])
 
 
 # --- pieces -------------------------------------------------------------------------------------------------------
@@ -32,7 +36,7 @@ pc = _load_driver()
 @pytest.mark.parametrize("n, k", [(11, 1), (11, 2), (11, 4), (5, 1), (7, 3)])
 def test_balanced_pairs_use_every_language_equally_often(n, k):
     langs = [f"l{i}" for i in range(n)]
-    pairs = pc.balanced_pairs(langs, k)
+    pairs = balanced_pairs(langs, k)
     assert len(pairs) == n * k
     assert len(set(pairs)) == len(pairs)
     assert all(q != d for q, d in pairs)
@@ -44,10 +48,10 @@ def test_balanced_pairs_use_every_language_equally_often(n, k):
 
 def test_balanced_pairs_all_and_none():
     langs = ["en", "de", "th"]
-    assert sorted(pc.balanced_pairs(langs, None)) == sorted((q, d) for q in langs for d in langs if q != d)
-    assert sorted(pc.balanced_pairs(langs, 5)) == sorted(pc.balanced_pairs(langs, None))
-    assert pc.balanced_pairs(langs, 0) == []
-    assert pc.balanced_pairs(["en"], None) == []
+    assert sorted(balanced_pairs(langs, None)) == sorted((q, d) for q in langs for d in langs if q != d)
+    assert sorted(balanced_pairs(langs, 5)) == sorted(balanced_pairs(langs, None))
+    assert balanced_pairs(langs, 0) == []
+    assert balanced_pairs(["en"], None) == []
 
 
 def _result(per_setting_rows):
@@ -71,7 +75,7 @@ def test_language_split_restricts_the_summary_to_seen_and_unseen_languages():
         ("multilingual", "multilingual", "en", "all", "RankDistance", 3.0, 10),
         ("multilingual", "multilingual", "th", "all", "RankDistance", 9.0, 10),
     ])
-    split = pc.language_split(result, seen={"en", "de"})
+    split = language_split(result, seen={"en", "de"})
     seen, unseen = split["seen"].summary_dict(), split["unseen"].summary_dict()
     assert seen["monolingual"]["mAP"] == pytest.approx(0.8)
     assert "cross-lingual" not in seen  # every pair involves th
@@ -80,30 +84,30 @@ def test_language_split_restricts_the_summary_to_seen_and_unseen_languages():
     assert unseen["monolingual"]["mAP"] == pytest.approx(0.4)
     assert unseen["cross-lingual"]["mAP"] == pytest.approx(0.4)  # (0.3 + 0.5) / 2
     assert unseen["multilingual"]["mAP"] == pytest.approx(0.2)
-    assert set(pc.language_split(result, seen={"en", "th"})) == {"seen"}
+    assert set(language_split(result, seen={"en", "th"})) == {"seen"}
 
 
 def test_mean_result_averages_seeds_and_aggregate_table_gives_the_spread():
     first = _result([("en", "monolingual", "en", "en", "AP", 0.6, 10)])
     second = _result([("en", "monolingual", "en", "en", "AP", 0.8, 10)])
-    assert pc.mean_result([first, second]).value("monolingual", "mAP") == pytest.approx(0.7)
-    table = pc.aggregate_table([{"System": "a", "m": 0.6, "seed": 1}, {"System": "a", "m": 0.8, "seed": 2},
+    assert mean_result([first, second]).value("monolingual", "mAP") == pytest.approx(0.7)
+    table = aggregate_table([{"System": "a", "m": 0.6, "seed": 1}, {"System": "a", "m": 0.8, "seed": 2},
                                 {"System": "b", "m": 0.5, "seed": None}], ["System"])
     assert table["System"].tolist() == ["a", "b"]
     assert table["runs"].tolist() == [2, 1]
     assert table["m"].tolist() == pytest.approx([0.7, 0.5])
     assert table["m std"].iloc[0] == pytest.approx(np.std([0.6, 0.8], ddof=1))
     assert np.isnan(table["m std"].iloc[1])
-    assert "0.7000 ± 0.1414" in pc.markdown_with_spread(table, ["System"])
+    assert "0.7000 ± 0.1414" in markdown_with_spread(table, ["System"])
 
 
 def test_plan_training_trains_each_model_once(tmp_path):
-    preset = pc.PaperComparisonPreset(
-        name="t", description="", training=pc.PRESETS["cpu"].training, seeds=(1, 2),
-        directions=(pc.MLQA_TO_XQUAD, pc.XQUAD_TO_MLQA), sweep_alphas=(0.0, 0.25, 1.0),
-        sweep_directions=(pc.MLQA_TO_XQUAD,),
+    preset = ComparisonPreset(
+        name="t", description="", training=PRESETS["cpu"].training, seeds=(1, 2),
+        directions=(MLQA_TO_XQUAD, XQUAD_TO_MLQA), sweep_alphas=(0.0, 0.25, 1.0),
+        sweep_directions=(MLQA_TO_XQUAD,),
     )
-    runs = pc.plan_training(preset, tmp_path, base_model="/some/model")
+    runs = plan_training(preset, tmp_path, base_model="/some/model")
     keys = [(r.config.train, r.config.alpha, r.config.seed) for r in runs]
     assert len(keys) == len(set(keys))
     main = {(f"lareqa/{d.train}", a, s) for d in preset.directions for _, a in preset.main_systems for s in (1, 2)}
@@ -118,7 +122,7 @@ def test_plan_training_trains_each_model_once(tmp_path):
 def test_demo_preset_evaluates_a_language_never_trained_on():
     from pyterrier_hybrid.datasets import LAREQA_LANGUAGES
 
-    demo = pc.PRESETS["demo"]
+    demo = PRESETS["demo"]
     (direction,) = demo.directions
     langs = demo.langs_for(direction.evaluate)
     assert set(langs) - set(LAREQA_LANGUAGES[direction.train])
@@ -127,21 +131,21 @@ def test_demo_preset_evaluates_a_language_never_trained_on():
 
 def test_direction_and_preset_errors_name_the_problem():
     with pytest.raises(ValueError, match="must not be the training one"):
-        pc.Direction("xquad-r", "xquad-r")
+        Direction("xquad-r", "xquad-r")
     with pytest.raises(ValueError, match="unknown LAReQA collection 'squad'"):
-        pc.Direction.parse("squad:xquad-r")
+        Direction.parse("squad:xquad-r")
     with pytest.raises(ValueError, match="TRAIN:EVAL"):
-        pc.Direction.parse("mlqa-r")
+        Direction.parse("mlqa-r")
     with pytest.raises(ValueError, match="answer_paragraphs_only needs max_queries"):
-        pc.PaperComparisonPreset(name="x", description="", training=pc.PRESETS["cpu"].training,
+        ComparisonPreset(name="x", description="", training=PRESETS["cpu"].training,
                                  answer_paragraphs_only=True)
 
 
-def test_query_subset_keeps_the_sampled_questions_and_their_answer_paragraphs(lareqa_dir):
+def test_parallel_id_subset_keeps_the_sampled_questions_and_their_answer_paragraphs(lareqa_dir):
     from pyterrier_hybrid.datasets import lareqa_collection
 
     full = lareqa_collection("xquad-r", lareqa_dir)
-    subset = pc.QuerySubset.sample(full, ["en", "th"], 7, answer_paragraphs_only=True)
+    subset = TopicSubset.sample_parallel_ids(full, ["en", "th"], 7, answer_paragraphs_only=True)
     topics = subset.topics(["en", "th"])
     assert topics["parallel_id"].nunique() == 7
     assert set(topics["lang"]) == {"en", "th"}
@@ -154,7 +158,7 @@ def test_query_subset_keeps_the_sampled_questions_and_their_answer_paragraphs(la
     everything = full.candidates(["th"])
     kept_paragraphs = everything[everything["context"].isin(set(candidates["context"]))]
     assert len(kept_paragraphs) == len(candidates)
-    assert pc.QuerySubset.sample(full, ["en"], 10**6).topics(["en"]).shape[0] == full.topics(["en"]).shape[0]
+    assert TopicSubset.sample_parallel_ids(full, ["en"], 10**6).topics(["en"]).shape[0] == full.topics(["en"]).shape[0]
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------
@@ -168,7 +172,7 @@ SMOKE_ARGS = [
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, tiny_model_path):
     out = tmp_path_factory.mktemp("paper_comparison")
-    status = pc.main(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)])
+    status = compare(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)])
     assert status == 0
     return out
 
@@ -250,7 +254,7 @@ def test_smoke_run_draws_the_plots(smoke_run):
 def test_smoke_run_saves_finished_models_without_checkpoints(smoke_run):
     for name in ("mlqa-r-alpha1-seed42", "mlqa-r-alpha0.5-seed42"):
         folder = smoke_run / "models" / name
-        assert pc.ModelStore.is_finished(folder)
+        assert ModelStore.is_finished(folder)
         assert not (folder / "checkpoints").exists()
         saved = json.loads((folder / "training_config.json").read_text())
         assert saved["config"]["max_steps"] == 2 and saved["config"]["train_langs"] == ["en", "de"]
@@ -266,7 +270,7 @@ def test_rerun_reuses_the_trained_models(smoke_run, tiny_model_path, tmp_path):
         (out / "models" / model.name).symlink_to(model)
     args = [a for a in SMOKE_ARGS]
     args[args.index("--langs") + 1: args.index("--langs") + 3] = ["en"]
-    status = pc.main(args + ["--base-model", str(tiny_model_path), "--out", str(out), "--skip-training"])
+    status = compare(args + ["--base-model", str(tiny_model_path), "--out", str(out), "--skip-training"])
     assert status == 0
     assert weights.stat().st_mtime_ns == before
     record = json.loads((out / "mlqa-r_to_xquad-r" / "systems" / "alpha-1" / "seed-42" / "run.json").read_text())
@@ -275,11 +279,11 @@ def test_rerun_reuses_the_trained_models(smoke_run, tiny_model_path, tmp_path):
 
 def test_skip_training_and_changed_configuration_fail_clearly(smoke_run, tiny_model_path, capsys):
     base = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(smoke_run)]
-    assert pc.main(base + ["--skip-training", "--seeds", "7"]) == 2
+    assert compare(base + ["--skip-training", "--seeds", "7"]) == 2
     assert "mlqa-r-alpha1-seed7" in capsys.readouterr().err
     changed = [a for a in base]
     changed[changed.index("--max-steps") + 1] = "3"
-    assert pc.main(changed) == 2
+    assert compare(changed) == 2
     assert "max_steps: saved 2, wanted 3" in capsys.readouterr().err
 
 
@@ -289,7 +293,7 @@ def test_sweep_only_adds_alphas_and_reads_the_main_results(smoke_run, tiny_model
     report_before = (out / "paper_comparison.md").read_text(encoding="utf-8")
     args = [a for a in SMOKE_ARGS]
     args[args.index("--sweep-alphas") + 1: args.index("--sweep-alphas") + 3] = ["0", "0.5", "1"]
-    assert pc.main(args + ["--base-model", str(tiny_model_path), "--out", str(out), "--sweep-only"]) == 0
+    assert compare(args + ["--base-model", str(tiny_model_path), "--out", str(out), "--sweep-only"]) == 0
     sweep = pd.read_csv(out / "alpha_sweep_mlqa-r_to_xquad-r.csv")
     assert sweep["alpha"].tolist() == [0.0, 0.5, 1.0]
     table = pd.read_csv(out / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
@@ -314,5 +318,5 @@ def test_sweep_only_without_a_main_run_fails_clearly(smoke_run, tiny_model_path,
     for model in (smoke_run / "models").iterdir():
         (out / "models" / model.name).symlink_to(model)
     args = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out), "--sweep-only", "--skip-training"]
-    assert pc.main(args) == 2
+    assert compare(args) == 2
     assert "run the preset without --sweep-only first" in capsys.readouterr().err

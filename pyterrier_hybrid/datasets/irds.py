@@ -21,6 +21,7 @@ from ir_datasets.indices import Docstore
 from .errors import UnknownDatasetIdError
 from .lareqa import COLLECTIONS, LAReQACollection
 from .release import LANGUAGES, LICENCES, ReleaseFiles
+from .settings import lareqa_settings, setting_type_of
 
 NAMESPACE = "lareqa"
 QRELS_DEFS = {1: "the candidate sentence contains the answer (answer_start) of the question or of its translation"}
@@ -56,9 +57,7 @@ class LAReQASetting(NamedTuple):
 
     @property
     def kind(self) -> str:
-        if len(self.doc_langs) > 1:
-            return "multilingual"
-        return "monolingual" if self.query_langs == self.doc_langs else "cross-lingual"
+        return setting_type_of(self.query_langs, self.doc_langs)
 
 
 class _CollectionProvider:
@@ -155,14 +154,11 @@ def settings() -> dict[str, LAReQASetting]:
     """Every registered id with its setting, in a stable order (multilingual, monolingual, cross-lingual)."""
     result = {}
     for collection in COLLECTIONS:
-        langs = LANGUAGES[collection]
-        result[f"{NAMESPACE}/{collection}"] = LAReQASetting(collection, langs, langs)
-        for lang in langs:
-            result[f"{NAMESPACE}/{collection}/{lang}"] = LAReQASetting(collection, (lang,), (lang,))
-        for qlang in langs:
-            for dlang in langs:
-                if qlang != dlang:
-                    result[f"{NAMESPACE}/{collection}/{qlang}-{dlang}"] = LAReQASetting(collection, (qlang,), (dlang,))
+        every = lareqa_settings(LANGUAGES[collection])
+        for setting in every[-1:] + every[:-1]:  # the pool (last in evaluation order) first
+            suffix = "" if setting.setting_type == "multilingual" else f"/{setting.name}"
+            result[f"{NAMESPACE}/{collection}{suffix}"] = LAReQASetting(collection, setting.query_langs,
+                                                                        setting.doc_langs)
     return result
 
 

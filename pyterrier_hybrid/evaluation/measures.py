@@ -37,6 +37,8 @@ import pandas as pd
 
 AP = "AP"
 RANK_DISTANCE = "RankDistance"
+#: The name of AP's mean in summaries and tables.
+MAP = "mAP"
 
 # Elements of the score sub-matrix compared at once when counting ranks (float32: 16 MiB plus boolean masks).
 _RANK_CHUNK_ELEMENTS = 1 << 22

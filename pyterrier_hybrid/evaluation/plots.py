@@ -3,32 +3,41 @@
 Figures are built as ``matplotlib.figure.Figure`` objects attached to an Agg canvas, without pyplot: nothing
 depends on (or changes) the process-wide backend, figures are not kept alive by pyplot's registry, and drawing
 works on machines without a display. Each function returns the figure and writes a PNG when given ``path``.
+:func:`new_figure` and :func:`save_figure` are the two steps every figure of the package (reports, the comparison,
+the robustness study) takes.
+
+Results are read through their attributes only, so this module does not import :mod:`.report` (which imports this
+one to draw a saved result's heatmap).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .measures import AP, RANK_DISTANCE
-from .report import MAP, EvaluationResult
+from .measures import AP, MAP, RANK_DISTANCE
 from .settings import SETTING_TYPES
 
+if TYPE_CHECKING:
+    from .report import EvaluationResult
 
-def _figure(width: float, height: float) -> Figure:
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches on its own Agg canvas, constrained layout."""
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: str | Path | None) -> Figure:
+def save_figure(figure: Figure, path: str | Path | None, dpi: int = 150) -> Figure:
+    """Write ``figure`` as a PNG to ``path`` (its folder created; nothing when ``path`` is None)."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=150)
+        figure.savefig(path, dpi=dpi)
     return figure
 
 
@@ -56,7 +65,7 @@ def plot_map_heatmap(result: EvaluationResult, path: str | Path | None = None, m
     the monolingual settings. The title gives the multilingual pool's value."""
     matrix = map_matrix(result, measure)
     size = max(4.0, 0.6 * len(matrix) + 2.0)
-    figure = _figure(size + 1.0, size)
+    figure = new_figure(size + 1.0, size)
     ax = figure.add_subplot()
     image = ax.imshow(matrix.to_numpy(dtype=float), cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(matrix.columns)), labels=list(matrix.columns))
@@ -76,7 +85,7 @@ def plot_map_heatmap(result: EvaluationResult, path: str | Path | None = None, m
         title += f" (multilingual pool {pool:.3f})"
     ax.set_title(title, fontsize=9)
     figure.colorbar(image, ax=ax, label=label)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_setting_bars(results: Mapping[str, EvaluationResult] | Sequence[EvaluationResult], measure: str = MAP,
@@ -86,7 +95,7 @@ def plot_setting_bars(results: Mapping[str, EvaluationResult] | Sequence[Evaluat
     types = [t for t in SETTING_TYPES if any(t in r.summary_dict() for _, r in items)]
     if not types:
         raise ValueError("the results have no LAReQA setting types to plot")
-    figure = _figure(max(5.0, 1.2 * len(types) * max(1, len(items)) / 2 + 3), 4.0)
+    figure = new_figure(max(5.0, 1.2 * len(types) * max(1, len(items)) / 2 + 3), 4.0)
     ax = figure.add_subplot()
     width = 0.8 / len(items)
     for i, (name, result) in enumerate(items):
@@ -98,7 +107,7 @@ def plot_setting_bars(results: Mapping[str, EvaluationResult] | Sequence[Evaluat
     ax.set_ylabel(measure)
     ax.set_title(f"{measure} per setting type")
     ax.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_rank_distance_bars(results: Mapping[str, EvaluationResult] | Sequence[EvaluationResult],
@@ -118,7 +127,7 @@ def plot_rank_distance_bars(results: Mapping[str, EvaluationResult] | Sequence[E
     frame = pd.DataFrame(per_lang)
     langs = [lang for lang in frame.index if lang != "all"] + ["all"]
     frame = frame.reindex(langs)
-    figure = _figure(max(6.0, 0.5 * len(langs) * max(1, len(items)) + 2), 4.0)
+    figure = new_figure(max(6.0, 0.5 * len(langs) * max(1, len(items)) + 2), 4.0)
     ax = figure.add_subplot()
     width = 0.8 / len(items)
     for i, name in enumerate(frame.columns):
@@ -128,4 +137,4 @@ def plot_rank_distance_bars(results: Mapping[str, EvaluationResult] | Sequence[E
     ax.set_ylabel("rank distance (lower is better)")
     ax.set_title("Language bias in the multilingual pool")
     ax.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -20,12 +20,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .measures import AP, RANK_DISTANCE
+from .measures import AP, MAP, RANK_DISTANCE
+from .plots import plot_map_heatmap
 from .settings import SETTING_TYPES
 
 ID_COLUMNS = ("setting", "setting_type", "qid", "query_lang", "doc_lang", "n_relevant", "best_rank")
 SETTING_COLUMNS = ["setting", "setting_type", "query_lang", "doc_lang"]
-MAP = "mAP"
 _AVERAGED_OVER = {"monolingual": "languages", "cross-lingual": "language pairs", "multilingual": "query languages"}
 
 
@@ -109,8 +109,6 @@ class EvaluationResult:
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write per_setting.csv, per_query.csv.gz (when kept), summary.csv, summary.json, summary.md and, for a
         LAReQA result, map_heatmap.png (mAP over query language x document language). Returns the paths by name."""
-        from .plots import plot_map_heatmap
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {

@@ -1,0 +1,73 @@
+"""Experiments built from the package's parts: the comparison of systems and the robustness studies.
+
+Data flows one way: experiments use ``datasets``, ``training``, ``retrieval`` and ``evaluation``; none of those
+imports from here. The ``pyterrier-hybrid compare`` and ``pyterrier-hybrid robustness`` commands drive these
+modules:
+
+- :mod:`.presets`: :class:`ComparisonPreset` (directions, trained systems, seeds, sweep, budgets), :data:`PRESETS`
+  (cpu, gpu, demo), :func:`override_preset`;
+- :mod:`.training_runs`: the models a comparison trains, trained once or reused (:class:`ModelStore`);
+- :mod:`.comparison`: :class:`Comparison`, the whole run (Table 1 per direction, plots, run.json);
+- :mod:`.aggregate`: mean and spread over seeds, the seen/unseen language split;
+- :mod:`.significance`: paired tests through ``pt.Experiment`` with Holm correction;
+- :mod:`.sweep`: the alpha sweep's table and plot;
+- :mod:`.robustness`: clean vs perturbed queries for every system (:class:`RobustnessConfig`,
+  :func:`run_robustness`);
+- :mod:`.domain_shift`: in-collection vs cross-collection training on held-out articles
+  (:func:`run_domain_shift`).
+
+Names are imported lazily, so ``import pyterrier_hybrid.experiments`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BASELINE_ALPHA": "presets",
+    "MAIN_SYSTEMS": "presets",
+    "MLQA_TO_XQUAD": "presets",
+    "PRESETS": "presets",
+    "XQUAD_TO_MLQA": "presets",
+    "ComparisonPreset": "presets",
+    "Direction": "presets",
+    "PresetError": "presets",
+    "get_preset": "presets",
+    "override_preset": "presets",
+    "ModelStore": "training_runs",
+    "TrainingRun": "training_runs",
+    "plan_training": "training_runs",
+    "Comparison": "comparison",
+    "SystemEntry": "comparison",
+    "SystemRun": "comparison",
+    "aggregate_table": "aggregate",
+    "language_split": "aggregate",
+    "markdown_with_spread": "aggregate",
+    "mean_result": "aggregate",
+    "seen_unseen_table": "aggregate",
+    "table1": "aggregate",
+    "TestSet": "significance",
+    "balanced_pairs": "significance",
+    "build_test_sets": "significance",
+    "significance_tests": "significance",
+    "top_runs": "significance",
+    "plot_alpha_sweep": "sweep",
+    "sweep_frame": "sweep",
+    "RobustnessConfig": "robustness",
+    "run_robustness": "robustness",
+    "DomainShiftConfig": "domain_shift",
+    "held_out_articles": "domain_shift",
+    "run_domain_shift": "domain_shift",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,109 @@
+"""``pyterrier-hybrid compare``: the paper's comparison (Table 1, seen/unseen split, significance, alpha sweep),
+zero-shot across the LAReQA collections, from a preset (cpu, gpu, demo) with single fields overridden.
+
+    pyterrier-hybrid compare --preset demo --out demo-output            # make demo
+    pyterrier-hybrid compare --preset cpu                               # ~1 h on 2 CPU cores
+    pyterrier-hybrid compare --preset gpu --system e5-base=intfloat/multilingual-e5-base
+    pyterrier-hybrid compare --preset cpu --skip-training               # evaluate the saved models again
+    pyterrier-hybrid compare --preset cpu --debias mean                 # + a debiased row per dense system
+
+Every option is checked before a model is built or trained; a bad one is one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..cli_args import add_language_option
+
+#: Where results go without --out: ``benchmarks/results/paper_comparison/<preset>`` of the source checkout.
+DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "paper_comparison"
+PRESET_NAMES = ("cpu", "demo", "gpu")  # kept in step with presets.PRESETS by a test; no import of the presets here
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="cpu", metavar="{" + ",".join(PRESET_NAMES) + "}",
+                        help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
+                             "demo (make demo, ~10 min); default cpu")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: benchmarks/results/paper_comparison/<preset>)")
+    parser.add_argument("--base-model", default="default",
+                        help="the encoder to train and the 'base' row: default (embedded multilingual-e5-small), a "
+                             "sentence-transformers folder or a hub id")
+    parser.add_argument("--encoders", nargs="*", default=None, metavar="NAME=SPEC",
+                        help="replace the preset's extra systems, evaluated zero-shot (no value: none)")
+    parser.add_argument("--system", action="append", default=[], metavar="NAME=SPEC", dest="systems",
+                        help="add a system (repeatable): any system spec, e.g. e5-base=intfloat/multilingual-e5-base "
+                             "or base+mean=default+debias:mean")
+    parser.add_argument("--debias", default=None, metavar="METHOD",
+                        help="also evaluate the base and every trained system debiased by METHOD (rows '<system> + "
+                             "debias'), e.g. mean or lir:2")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: the preset's)")
+    parser.add_argument("--directions", nargs="+", default=None, metavar="TRAIN:EVAL",
+                        help="e.g. mlqa-r:xquad-r (default: the preset's)")
+    add_language_option(parser, "--langs", default=None,
+                        help="evaluation languages, for every evaluation collection (default: the preset's)")
+    add_language_option(parser, "--train-langs", default=None,
+                        help="training languages (default: all of the training collection's)")
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps (overrides the preset's budget)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
+    parser.add_argument("--sweep-alphas", nargs="*", type=float, default=None,
+                        help="alphas of the sweep, run on the preset's sweep directions or, for a preset without "
+                             "a sweep, on every direction (default: the preset's; no value: no sweep)")
+    parser.add_argument("--max-queries", type=int, default=None,
+                        help="evaluate the questions of this many parallel ids only (quick runs)")
+    parser.add_argument("--answer-paragraphs-only", action="store_true",
+                        help="with --max-queries, keep only the candidates of the kept questions' answer paragraphs "
+                             "(tiny pools: smoke tests only)")
+    parser.add_argument("--significance-pairs-per-language", type=int, default=None, metavar="K",
+                        help="cross-lingual pairs per query language in the significance test (default: the "
+                             "preset's; -1: all pairs)")
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="after a full run into the same --out: train and evaluate only the sweep's extra alphas, "
+                             "read the main alphas' results from that run, write alpha_sweep.md / alpha_sweep_run.json")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="only evaluate: every model must already be finished in <out>/models/")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep the trainer's checkpoints/ in the model folders (deleted after training by default)")
+    parser.add_argument("--per-query", action="store_true", help="also save per_query.csv.gz for every run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def comparison_from_args(args: argparse.Namespace):
+    """The :class:`~pyterrier_hybrid.experiments.comparison.Comparison` the options ask for; every value is checked
+    here (a :class:`~pyterrier_hybrid.errors.UserError` names the first problem), nothing is built yet."""
+    from .comparison import Comparison
+    from .presets import Direction, get_preset, override_preset
+
+    preset = get_preset(args.preset)
+    directions = None if args.directions is None else [Direction.parse(text) for text in args.directions]
+    preset = override_preset(
+        preset, encoders=args.encoders, extra_systems=args.systems, debias=args.debias, seeds=args.seeds,
+        directions=directions, langs=args.langs, sweep_alphas=args.sweep_alphas, max_queries=args.max_queries,
+        answer_paragraphs_only=args.answer_paragraphs_only,
+        significance_pairs_per_language=args.significance_pairs_per_language, max_steps=args.max_steps,
+        batch_size=args.batch_size,
+    )
+    # Relative to the working directory when it can be: the reports name their plots by this path.
+    out = args.out if args.out is not None else Path(os.path.relpath(DEFAULT_RESULTS / preset.name))
+    comparison = Comparison(
+        preset, out, base_model=args.base_model, train_langs=args.train_langs or None,
+        skip_training=args.skip_training, keep_checkpoints=args.keep_checkpoints, per_query=args.per_query,
+        progress=not args.no_progress, sweep_only=args.sweep_only,
+    )
+    comparison.check_inputs()
+    return comparison
+
+
+def run(args: argparse.Namespace) -> int:
+    comparison = comparison_from_args(args)
+    outcome = comparison.run()
+    out = comparison.out
+    for report in outcome["reports"]:
+        print(f"\n{report['direction']}:\n\n{report['table_md']}")
+    print(f"\nfull report: {outcome.get('report_path', Path(out) / 'paper_comparison.md')}")
+    print(f"plots: {', '.join(str(p) for r in outcome['reports'] for p in r['plots'])}; "
+          f"mAP heatmaps under {Path(out)}/<direction>/systems/")
+    print(f"wall time: {outcome['wall_time_s'] / 60:.1f} min")
+    return 0

