@@ -6,7 +6,7 @@ import argparse
 import pandas as pd
 
 from .irds import LAReQASetting, settings
-from .lareqa import LAReQACollection
+from .lareqa import COLLECTIONS, LAReQACollection
 from .release import ReleaseFiles
 
 
@@ -38,7 +38,7 @@ def _row(dataset_id: str, setting: LAReQASetting, collection: LAReQACollection) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--collection", action="append", choices=["xquad-r", "mlqa-r"],
+    parser.add_argument("--collection", action="append", choices=COLLECTIONS,
                         help="only this collection (repeatable); default: both")
     parser.add_argument("--lareqa-dir", default=None,
                         help="local copy of the LAReQA release folder (default: $PYTERRIER_HYBRID_LAREQA_DIR, "
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    files = ReleaseFiles(local_dir=args.lareqa_dir)
+    for collection in args.collection or COLLECTIONS:
+        files.verify(collection)  # a missing or corrupt release file is reported before anything is parsed
     table = dataset_table(args.collection, args.lareqa_dir)
     print(table.to_markdown(index=False) if args.format == "markdown" else table.to_csv(index=False), end="\n")
     return 0

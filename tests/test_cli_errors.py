@@ -1,0 +1,253 @@
+"""Every user error of the ``pyterrier-hybrid`` command: one line on stderr naming the problem, exit status 2, no
+traceback, and reported before any model is built.
+
+Each error class runs the real command in a subprocess with ``PYTERRIER_HYBRID_CACHE`` pointing at an empty folder:
+had the command built the embedded default model (or loaded any model) first, the folder would not be empty
+afterwards. Bad flag values, which argparse or the option checks catch, run through ``main()`` in the test process
+(the same code path, without a second interpreter start per case).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyterrier_hybrid.cli import build_parser, main
+from pyterrier_hybrid.cli_args import LanguageListAction, language_list
+from pyterrier_hybrid.datasets import LOCAL_DIR_ENV
+
+COLLECTION = "xquad-r"
+LANG = "de"
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    path = tmp_path / "model-cache"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def copied_release(tmp_path, lareqa_dir) -> Path:
+    """A private copy of the XQuAD-R release folder, to damage."""
+    root = tmp_path / "lareqa"
+    shutil.copytree(lareqa_dir / COLLECTION, root / COLLECTION)
+    return root
+
+
+@pytest.fixture
+def corrupt_release(copied_release) -> Path:
+    path = copied_release / COLLECTION / f"{LANG}.json"
+    data = bytearray(path.read_bytes())
+    data[100] = ord("X") if data[100] != ord("X") else ord("Y")  # one byte: still JSON-looking, wrong checksum
+    path.write_bytes(bytes(data))
+    return copied_release
+
+
+@pytest.fixture
+def incomplete_release(copied_release) -> Path:
+    (copied_release / COLLECTION / f"{LANG}.json").unlink()
+    return copied_release
+
+
+def run_cli(args: list[str], cache: Path, lareqa: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTERRIER_HYBRID_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if lareqa is not None:
+        env[LOCAL_DIR_ENV] = str(lareqa)
+    return subprocess.run([sys.executable, "-m", "pyterrier_hybrid.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, command: str, *named: str, cache: Path) -> None:
+    assert_one_error_line(result.returncode, result.stderr, command, *named, cache=cache)
+
+
+def assert_one_error_line(status: int, stderr: str, command: str, *named: str, cache: Path) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"pyterrier-hybrid {command}: error: "), lines[0]
+    for text in named:
+        assert text in lines[0], lines[0]
+    assert not any(cache.iterdir()), "a model was built before the error was reported"
+
+
+def run_main(args: list[str], capsys, monkeypatch, cache: Path) -> tuple[int, str]:
+    """``main(args)`` in this process: (exit status, stderr)."""
+    monkeypatch.setenv("PYTERRIER_HYBRID_CACHE", str(cache))
+    capsys.readouterr()
+    try:
+        status = main(args)
+    except SystemExit as e:  # argparse's errors exit
+        status = e.code
+    return status, capsys.readouterr().err
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_unknown_language(cache):
+    result = run_cli(["evaluate", "--langs", "de", "xx"], cache)
+    assert_user_error(result, "evaluate", "unknown language", "'xx'", cache=cache)
+
+
+def test_evaluate_unknown_collection(cache):
+    result = run_cli(["evaluate", "--collection", "lareqa/nope"], cache)
+    assert_user_error(result, "evaluate", "unknown LAReQA collection", "'nope'", cache=cache)
+
+
+def test_evaluate_unknown_lareqa_id(cache):
+    result = run_cli(["evaluate", "--collection", "lareqa/xquad-r/de-xx"], cache)
+    assert_user_error(result, "evaluate", "unknown LAReQA dataset id", "'lareqa/xquad-r/de-xx'", cache=cache)
+
+
+def test_evaluate_missing_model_folder(cache, tmp_path):
+    missing = tmp_path / "no-such-model"
+    result = run_cli(["evaluate", "--model", "bm25", "--model", str(missing)], cache)
+    assert_user_error(result, "evaluate", str(missing), "neither an existing local folder", cache=cache)
+
+
+def test_evaluate_folder_without_a_model(cache, tmp_path):
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    result = run_cli(["evaluate", "--model", str(empty)], cache)
+    assert_user_error(result, "evaluate", str(empty), "not a sentence-transformers or Hugging Face model", cache=cache)
+
+
+def test_evaluate_checksum_mismatch(cache, corrupt_release):
+    result = run_cli(["evaluate", "--langs", "en,de"], cache, lareqa=corrupt_release)
+    assert_user_error(result, "evaluate", "checksum mismatch", f"{LANG}.json", cache=cache)
+
+
+def test_evaluate_missing_data_file(cache, incomplete_release):
+    result = run_cli(["evaluate", "--collection", f"lareqa/{COLLECTION}/{LANG}-en"], cache, lareqa=incomplete_release)
+    assert_user_error(result, "evaluate", "LAReQA file missing", f"{COLLECTION}/{LANG}.json", cache=cache)
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--batch-size", "0"], ("--batch-size", "positive integer", "'0'")),
+        (["--precision", "fp64"], ("--precision", "'fp64'")),
+        (["--langs", ","], ("--langs", "at least one language")),
+        (["--collection", "lareqa/xquad-r/de", "--langs", "de"], ("--langs", "lareqa/xquad-r/de")),
+        (["--model", "a=bm25", "--model", "a=default"], ("share a name",)),
+    ],
+)
+def test_evaluate_bad_flag_value(cache, capsys, monkeypatch, args, named):
+    status, stderr = run_main(["evaluate", *args], capsys, monkeypatch, cache)
+    assert_one_error_line(status, stderr, "evaluate", *named, cache=cache)
+
+
+# --- train ----------------------------------------------------------------------------------------------------------
+
+
+def test_train_unknown_language(cache, tmp_path):
+    # not the default model's rebuild first, and not the alpha rule that the unknown language would also break
+    result = run_cli(["train", "--train", "lareqa/xquad-r", "--train-langs", "xx", "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", "unknown language", "'xx'", cache=cache)
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_unknown_collection(cache, tmp_path):
+    result = run_cli(["train", "--train", "lareqa/nope", "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", "unknown LAReQA collection", "'nope'", cache=cache)
+
+
+def test_train_unknown_source(cache, tmp_path):
+    missing = tmp_path / "pairs.jsonl"
+    result = run_cli(["train", "--train", str(missing), "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", str(missing), "training source", cache=cache)
+
+
+def test_train_missing_model_folder(cache, tmp_path):
+    missing = tmp_path / "no-such-model"
+    result = run_cli(["train", "--base-model", str(missing), "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", str(missing), "neither an existing local folder", cache=cache)
+
+
+def test_train_checksum_mismatch(cache, corrupt_release, tmp_path):
+    result = run_cli(["train", "--train", "lareqa/xquad-r", "--train-langs", "de", "en", "-o", str(tmp_path / "out")],
+                     cache, lareqa=corrupt_release)
+    assert_user_error(result, "train", "checksum mismatch", f"{LANG}.json", cache=cache)
+
+
+def test_train_missing_data_file(cache, incomplete_release, tmp_path):
+    result = run_cli(["train", "--train", "lareqa/xquad-r", "-o", str(tmp_path / "out")], cache,
+                     lareqa=incomplete_release)
+    assert_user_error(result, "train", "LAReQA file missing", f"{COLLECTION}/{LANG}.json", cache=cache)
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--batch-size", "0"], ("batch_size", "positive integer")),
+        (["--alpha", "1.5"], ("alpha", "[0, 1]")),
+        (["--alpha", "half"], ("--alpha", "'half'")),
+        (["--loss", "triplet"], ("--loss", "'triplet'")),
+        # one language: no cross-lingual pair exists, so alpha < 1 cannot be met (was a held-out split complaint)
+        (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"], ("cross-lingual", "names only de", "alpha")),
+    ],
+)
+def test_train_bad_flag_value(cache, tmp_path, capsys, monkeypatch, args, named):
+    status, stderr = run_main(["train", *args, "-o", str(tmp_path / "out")], capsys, monkeypatch, cache)
+    assert_one_error_line(status, stderr, "train", *named, cache=cache)
+    assert not (tmp_path / "out").exists()
+
+
+# --- datasets -------------------------------------------------------------------------------------------------------
+
+
+def test_datasets_checksum_mismatch(cache, corrupt_release):
+    result = run_cli(["datasets", "--collection", COLLECTION], cache, lareqa=corrupt_release)
+    assert_user_error(result, "datasets", "checksum mismatch", f"{LANG}.json", cache=cache)
+    assert result.stdout == ""
+
+
+def test_datasets_missing_data_file(cache, incomplete_release):
+    result = run_cli(["datasets", "--collection", COLLECTION], cache, lareqa=incomplete_release)
+    assert_user_error(result, "datasets", "LAReQA file missing", f"{COLLECTION}/{LANG}.json", cache=cache)
+
+
+def test_datasets_unknown_collection(cache, capsys, monkeypatch):
+    status, stderr = run_main(["datasets", "--collection", "nope"], capsys, monkeypatch, cache)
+    assert_one_error_line(status, stderr, "datasets", "--collection", "'nope'", cache=cache)
+
+
+# --- language lists -------------------------------------------------------------------------------------------------
+
+
+def test_language_list_splits_on_commas_and_whitespace():
+    assert language_list(["de,en", "ar"]) == ("de", "en", "ar")
+    assert language_list("de, en  th") == ("de", "en", "th")
+    assert language_list(["de", "de,en"]) == ("de", "en")  # repeats dropped, first order kept
+    assert language_list(None) == () and language_list([","]) == ()
+
+
+def _language_options(parser: argparse.ArgumentParser):
+    """(subcommand, option string) of every option of every subcommand whose value is a list of languages."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.dest.endswith("langs") and action.option_strings:
+                yield command, action
+
+
+def test_every_language_option_takes_commas_and_spaces():
+    parser = build_parser()
+    options = list(_language_options(parser))
+    assert {"evaluate", "train"} <= {command for command, _ in options}
+    for command, action in options:
+        flag = action.option_strings[0]
+        assert isinstance(action, LanguageListAction) and action.nargs == "+", f"{command} {flag}"
+    for command, flag in (("evaluate", "--langs"), ("train", "--train-langs")):
+        with_commas = parser.parse_args([command, flag, "de,en"])
+        with_spaces = parser.parse_args([command, flag, "de", "en"])
+        dest = flag.lstrip("-").replace("-", "_")
+        assert getattr(with_commas, dest) == getattr(with_spaces, dest) == ("de", "en")
