@@ -1,30 +1,19 @@
-"""The robustness benchmark driver's domain-shift mode (benchmarks/robustness.py --domain-shift): the held-out
-articles it evaluates on, and one end-to-end run with the tiny model and BM25 on two XQuAD-R languages."""
+"""The robustness runner's domain-shift mode (``pyterrier-hybrid robustness --domain-shift``,
+:mod:`pyterrier_hybrid.experiments.domain_shift`): the held-out articles it evaluates on, and one end-to-end run with
+the tiny model and BM25 on two XQuAD-R languages."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from pyterrier_hybrid.cli import main as cli_main
+from pyterrier_hybrid.errors import UserError
+from pyterrier_hybrid.experiments.domain_shift import held_out_articles
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
 from pyterrier_hybrid.training.data import load_training_data
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_driver():
-    spec = importlib.util.spec_from_file_location("robustness_benchmark", REPO / "benchmarks" / "robustness.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robustness_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rb = _load_driver()
 
 
 def _model_with_config(folder: Path, **config) -> Path:
@@ -35,14 +24,14 @@ def _model_with_config(folder: Path, **config) -> Path:
 
 def test_held_out_articles_are_the_ones_the_in_collection_model_never_saw(tmp_path, lareqa_dir):
     model = _model_with_config(tmp_path / "m", train="lareqa/xquad-r", eval_fraction=0.2, seed=42)
-    held_out = rb.held_out_articles(str(model), "xquad-r")
+    held_out = held_out_articles(str(model), "xquad-r")
     every_article = {e.article for e in load_training_data("lareqa/xquad-r", None, False, 42).examples}
     assert len(every_article) == 48
     assert len(held_out) == 10  # ceil(0.2 * 48)
     assert set(held_out) < every_article
     # another seed holds out other articles: the split is the training run's, not a fixed list
     other = _model_with_config(tmp_path / "o", train="lareqa/xquad-r", eval_fraction=0.2, seed=7)
-    assert rb.held_out_articles(str(other), "xquad-r") != held_out
+    assert held_out_articles(str(other), "xquad-r") != held_out
 
 
 @pytest.mark.parametrize(
@@ -59,8 +48,8 @@ def test_held_out_articles_refuses_models_that_are_not_in_collection(tmp_path, c
         model.mkdir()
     else:
         _model_with_config(model, **config)
-    with pytest.raises(SystemExit, match=message):
-        rb.held_out_articles(str(model), "xquad-r")
+    with pytest.raises(UserError, match=message):
+        held_out_articles(str(model), "xquad-r")
 
 
 def test_domain_shift_run_evaluates_both_models_of_a_pair_on_the_same_questions(tiny_model_path, tmp_path):
@@ -70,7 +59,8 @@ def test_domain_shift_run_evaluates_both_models_of_a_pair_on_the_same_questions(
     articles = sorted(topics["article"].unique())[:2]
     (tmp_path / "articles.txt").write_text("\n".join(articles) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    status = rb.main([
+    status = cli_main([
+        "robustness",
         "--domain-shift", "--collection", "lareqa/xquad-r", "--langs", "de", "en", "--max-queries-per-lang", "6",
         "--candidate-text", "sentence", "--held-out-articles", str(tmp_path / "articles.txt"),
         "--in-collection", f"same={tiny_model_path}", "--cross", f"same={tiny_model_path}",

@@ -19,10 +19,12 @@ Pieces:
   queries before scoring, in ``transform`` and in the runner's ``score_matrix`` fast path alike (so an evaluation
   on perturbed queries stays as fast as a clean one).
 - :class:`QueryTable`: a "perturbation" that looks queries up by qid (precomputed rewrites: adversarial attacks).
-- :class:`ReusingFactory`: reuses the retriever built for a candidate set, so that a clean run and many perturbed
-  runs of one system build each index (BM25) once.
-- :class:`TopicSubset`: a LAReQA collection restricted to some of its questions (a deterministic sample per
-  language for CPU budgets, or the questions of held-out articles), every candidate kept.
+- :class:`~pyterrier_hybrid.evaluation.cache.RetrieverCache` (also importable here as ``ReusingFactory``): reuses
+  the retriever built for a candidate set, so that a clean run and many perturbed runs of one system build each
+  index (BM25) once.
+- :class:`~pyterrier_hybrid.evaluation.subsets.TopicSubset` (re-exported here): a LAReQA collection restricted to
+  some of its questions (a deterministic sample per language for CPU budgets, or the questions of held-out
+  articles), every candidate kept.
 - :func:`compare_to_clean`, :func:`compare_per_language`, :func:`relative_drop`: the drop from clean to perturbed.
 - :func:`dense_text_scorer`, :func:`adversarial_queries_by_budget`: white-box adversarial typos against a dense
   system's own ``text_scorer()``, one greedy search giving every budget.
@@ -32,7 +34,6 @@ the retrieval encoders); neither depends on it.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,10 +41,12 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from ..evaluation.measures import AP, RANK_DISTANCE
-from ..evaluation.report import MAP, EvaluationResult, summary_frame
+from ..evaluation.cache import RetrieverCache
+from ..evaluation.measures import AP, MAP, RANK_DISTANCE
+from ..evaluation.report import EvaluationResult, summary_frame
 from ..evaluation.runner import SCORE_MATRIX_METHOD, has_score_matrix
 from .base import replace_queries
+from ..evaluation.subsets import TopicSubset
 from .text import SegmentedText
 
 __all__ = [
@@ -64,6 +67,9 @@ __all__ = [
 
 #: Measures for which a larger value is worse (the drop is then the relative increase).
 LOWER_IS_BETTER = frozenset({RANK_DISTANCE})
+
+#: The retriever cache under the name this module used to give it (one class: RetrieverCache).
+ReusingFactory = RetrieverCache
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -263,117 +269,6 @@ class PerturbedFactory:
 
     def __call__(self, candidates: pd.DataFrame) -> PerturbedRetriever:
         return PerturbedRetriever(self.factory(candidates), self.perturbation)
-
-
-class ReusingFactory:
-    """A retriever factory that builds one retriever per distinct candidate set and hands it out again.
-
-    A robustness study evaluates one system many times (clean, then every perturbation and strength) over the
-    same candidate sets; the retriever of a candidate set does not depend on the queries, so it is built once.
-    The key is the candidates' docnos (in order) and the text columns' content hash.
-    """
-
-    def __init__(self, factory: Callable[[pd.DataFrame], Any]):
-        if not callable(factory):
-            raise TypeError(f"factory must be callable (candidates -> retriever), got {type(factory).__name__}")
-        self.factory = factory
-        self._retrievers: dict[tuple, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"ReusingFactory({self.factory!r}, {len(self._retrievers)} retrievers)"
-
-    def __len__(self) -> int:
-        return len(self._retrievers)
-
-    def __call__(self, candidates: pd.DataFrame) -> Any:
-        key = (tuple(candidates["docno"].astype(str)), _content_hash(candidates))
-        if key not in self._retrievers:
-            self._retrievers[key] = self.factory(candidates)
-        return self._retrievers[key]
-
-
-def _content_hash(frame: pd.DataFrame) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for column in sorted(frame.columns):
-        digest.update(column.encode("utf-8"))
-        for value in frame[column].astype(str):
-            digest.update(value.encode("utf-8"))
-            digest.update(b"\x1f")
-    return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Question subsets
-
-
-class TopicSubset:
-    """A LAReQA collection restricted to some questions; every candidate is kept (the pools are unchanged).
-
-    It offers what :func:`~pyterrier_hybrid.evaluation.evaluate_lareqa` uses (``name``, ``languages``,
-    ``check_languages``, ``candidates``, ``topics``, ``qrels``), with topics and qrels restricted to ``qids``.
-    Build it with :meth:`sample_per_language` or :meth:`of_articles`; subsets nest (a sample of the questions of
-    some articles: ``TopicSubset.sample_per_language(TopicSubset.of_articles(c, articles), 50)``).
-    """
-
-    def __init__(self, collection, qids: Iterable[str], description: str = "subset"):
-        self.collection = collection
-        self.qids = frozenset(str(q) for q in qids)
-        if not self.qids:
-            raise ValueError(f"a topic subset needs at least one question; none of {collection!r} is selected")
-        self.description = description
-        self.name = collection.name
-        self.languages = collection.languages
-
-    def __repr__(self) -> str:
-        return f"TopicSubset({self.collection!r}, {len(self.qids)} questions: {self.description})"
-
-    @classmethod
-    def sample_per_language(cls, collection, max_queries_per_lang: int | None, seed: int = 0,
-                            langs: Iterable[str] | None = None) -> "TopicSubset":
-        """At most ``max_queries_per_lang`` questions of each language, the same parallel questions across languages
-        where they exist: parallel ids are ordered by a hash of (seed, parallel id) and each language keeps its
-        first ones. Deterministic, independent of the language list, and nested (a smaller sample is part of a
-        larger one with the same seed). ``None`` keeps every question."""
-        if max_queries_per_lang is not None and max_queries_per_lang < 1:
-            raise ValueError(f"max_queries_per_lang must be >= 1 or None, got {max_queries_per_lang}")
-        topics = collection.topics(langs)
-        within = f"{collection.description}; " if isinstance(collection, TopicSubset) else ""
-        if max_queries_per_lang is None:
-            return cls(collection, topics["qid"], within + "all questions")
-        order = topics["parallel_id"].astype(str).map(lambda pid: _stable_hash(seed, pid))
-        chosen = (topics.assign(_order=order).sort_values(["lang", "_order", "qid"])
-                  .groupby("lang", sort=False).head(max_queries_per_lang))
-        return cls(collection, chosen["qid"],
-                   within + f"at most {max_queries_per_lang} questions per language (seed {seed})")
-
-    @classmethod
-    def of_articles(cls, collection, articles: Iterable[str], langs: Iterable[str] | None = None) -> "TopicSubset":
-        """The questions of the given articles (the ``article`` column of the topics: held-out splits by article)."""
-        articles = set(articles)
-        topics = collection.topics(langs)
-        unknown = articles - set(topics["article"])
-        if unknown:
-            raise ValueError(f"{len(unknown)} article(s) are not in {collection.name}: {sorted(unknown)[:5]}")
-        kept = topics[topics["article"].isin(articles)]
-        return cls(collection, kept["qid"], f"questions of {len(articles)} articles")
-
-    def check_languages(self, langs):
-        return self.collection.check_languages(langs)
-
-    def candidates(self, langs=None) -> pd.DataFrame:
-        return self.collection.candidates(langs)
-
-    def topics(self, langs=None, doc_langs=None) -> pd.DataFrame:
-        topics = self.collection.topics(langs, doc_langs)
-        return topics[topics["qid"].astype(str).isin(self.qids)].reset_index(drop=True)
-
-    def qrels(self, query_langs=None, doc_langs=None) -> pd.DataFrame:
-        qrels = self.collection.qrels(query_langs, doc_langs)
-        return qrels[qrels["qid"].astype(str).isin(self.qids)].reset_index(drop=True)
-
-
-def _stable_hash(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}\x1f{key}".encode("utf-8"), digest_size=8).digest(), "big")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""The cost of a collection shift: models trained on the evaluated collection against models trained on the other.
+
+Pairs of models named alike, an *in-collection* one trained on the evaluated collection with a held-out split by
+article and a *cross-collection* one trained on the other collection, are evaluated on the same questions -- those of
+the in-collection model's held-out articles (reproduced from its training_config.json with the training code's own
+split, :func:`held_out_articles`, or given) -- against the full candidate pools. :func:`run_domain_shift` writes
+domain_shift.csv / .md / .png and run.json: the cost of the shift is in-collection minus cross-collection.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..datasets import lareqa_collection
+from ..datasets.settings import SETTING_TYPES
+from ..evaluation import evaluate_lareqa
+from ..evaluation.plots import new_figure, save_figure
+from ..evaluation.report import markdown_table
+from ..evaluation.subsets import TopicSubset
+from ..provenance import command_line, git_facts, utc_now, versions, write_json
+from ..retrieval.systems import SystemSpec
+from ..robustness.evaluation import relative_drop
+from ..training.config import CONFIG_FILE, HybridTrainingConfig
+from .robustness import RobustnessError, build_system, check_system_models, evaluation_config, percent
+
+__all__ = ["DomainShiftConfig", "held_out_articles", "plot_domain_shift", "run_domain_shift"]
+
+
+@dataclass(frozen=True)
+class DomainShiftConfig:
+    """What a domain-shift run compares.
+
+    Attributes:
+        in_collection / cross: ``NAME=MODEL`` specs; the same names on both sides form the pairs.
+        collection: the evaluated collection (``xquad-r`` or ``mlqa-r``).
+        langs: evaluated languages (None: all of the collection's).
+        held_out_articles: the articles to evaluate on (None: each in-collection model's own held-out split).
+        max_queries_per_lang: at most this many of those questions per language (None: all).
+        seed: of the subsample.
+        candidate_text / precision / batch_size: how the systems encode or index candidates.
+        preset: recorded in run.json.
+    """
+
+    in_collection: tuple[str, ...]
+    cross: tuple[str, ...]
+    collection: str = "xquad-r"
+    langs: tuple[str, ...] | None = None
+    held_out_articles: tuple[str, ...] | None = None
+    max_queries_per_lang: int | None = 50
+    seed: int = 0
+    candidate_text: str = "sentence+context"
+    precision: str = "auto"
+    batch_size: int = 64
+    preset: str = "cpu"
+
+    def __post_init__(self):
+        object.__setattr__(self, "collection", self.collection.removeprefix("irds:").removeprefix("lareqa/"))
+        if not (self.in_collection and self.cross):
+            raise RobustnessError("the domain shift needs --cross NAME=MODEL and --in-collection NAME=MODEL pairs")
+        if self.max_queries_per_lang is not None and self.max_queries_per_lang < 1:
+            raise RobustnessError(f"max_queries_per_lang must be >= 1 or None (all), got {self.max_queries_per_lang}")
+        if self.held_out_articles is not None and not self.held_out_articles:
+            raise RobustnessError("the list of held-out articles is empty")
+
+    def pairs(self) -> dict[str, tuple[SystemSpec, SystemSpec]]:
+        """name -> (in-collection spec, cross-collection spec)."""
+        cross = {s.name: s for s in check_system_models(self.cross)}
+        in_collection = {s.name: s for s in check_system_models(self.in_collection)}
+        if set(cross) != set(in_collection):
+            raise RobustnessError(f"--cross and --in-collection must name the same pairs: {sorted(cross)} vs "
+                                  f"{sorted(in_collection)}")
+        return {name: (in_collection[name], cross[name]) for name in cross}
+
+    def check(self) -> tuple[str, ...]:
+        """Fail before any model is built on an unknown collection or language, a missing model or an unpaired
+        name; returns the evaluated languages."""
+        langs = tuple(lareqa_collection(self.collection).check_languages(self.langs))
+        self.pairs()
+        return langs
+
+
+def held_out_articles(model: str, collection: str) -> list[str]:
+    """The articles an in-collection model was NOT trained on: its training run's held-out split by article,
+    reproduced from its training_config.json with the training code's own split_by_article."""
+    from ..training.data import load_training_data, split_by_article
+
+    path = Path(model) / CONFIG_FILE
+    if not path.is_file():
+        raise RobustnessError(f"{model} has no {CONFIG_FILE} to reproduce its held-out split from; pass "
+                              "--held-out-articles FILE")
+    config = HybridTrainingConfig.load(path)
+    if config.train != f"lareqa/{collection}":
+        raise RobustnessError(f"{model} was trained on {config.train!r}, not on lareqa/{collection}: it is not an "
+                              "in-collection model for this evaluation")
+    if config.eval_fraction == 0:
+        raise RobustnessError(f"{model} was trained without a held-out split (eval_fraction 0): every article was "
+                              "seen")
+    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+    _, held_out = split_by_article(data, config.eval_fraction, config.seed)
+    return sorted({example.article for example in held_out.examples})
+
+
+def run_domain_shift(config: DomainShiftConfig, out: str | Path) -> dict[str, Any]:
+    """Evaluates every pair on its held-out questions and writes domain_shift.csv / .md / .png and run.json to
+    ``out``. Returns ``{"markdown", "table", "run"}``."""
+    started = time.perf_counter()
+    langs = config.check()
+    collection = lareqa_collection(config.collection)
+    eval_config = evaluation_config()
+    rows, pairs = [], []
+    for name, (in_spec, cross_spec) in config.pairs().items():
+        articles = list(config.held_out_articles or held_out_articles(in_spec.model, config.collection))
+        held_out = TopicSubset.of_articles(collection, articles, langs)
+        subset = TopicSubset.sample_per_language(held_out, config.max_queries_per_lang, config.seed, langs)
+        results = {}
+        for role, spec in (("in_collection", in_spec), ("cross_collection", cross_spec)):
+            system = build_system(f"{name}-{role}={spec.model}", config)
+            tqdm.write(f"{name}: {role} model {spec.model} on {subset!r}")
+            results[role] = evaluate_lareqa(system.factory, subset, langs, system=system.name, config=eval_config)
+        merged = results["in_collection"].summary.merge(
+            results["cross_collection"].summary, on=["setting_type", "measure"], suffixes=("_in", "_cross"))
+        for row in merged.itertuples(index=False):
+            rows.append({"name": name, "setting_type": row.setting_type, "measure": row.measure,
+                         "in_collection": row.value_in, "cross_collection": row.value_cross,
+                         "difference": row.value_cross - row.value_in,
+                         "relative_cost": relative_drop(row.value_cross, row.value_in, row.measure),
+                         "held_out_articles": len(articles), "questions": len(subset.qids)})
+        pairs.append({"name": name, "in_collection": in_spec.model, "cross": cross_spec.model,
+                      "held_out_articles": articles, "questions": len(subset.qids)})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "domain_shift.csv", index=False)
+    run = {"mode": "domain-shift", **git_facts(), "preset": config.preset, "seed": config.seed,
+           "collection": config.collection, "langs": list(langs), "max_queries_per_lang": config.max_queries_per_lang,
+           "pairs": pairs, "wall_time_s": round(time.perf_counter() - started, 1), "date": utc_now(),
+           "versions": versions(), "command": command_line()}
+    write_json(out / "run.json", run)
+    shown = table.assign(relative_cost=table["relative_cost"].map(percent))
+    lines = [f"# Domain shift on {config.collection} ({' '.join(langs)})", "",
+             f"Commit `{run['commit']}`, seed {config.seed}. Each pair is evaluated on the questions of the "
+             "in-collection model's held-out articles (full candidate pools). *difference* = cross - in-collection; "
+             "*relative_cost* = relative drop from in-collection to cross-collection training (positive: the shift "
+             "costs). Wall time {:.0f} s.".format(run["wall_time_s"]), "", markdown_table(shown), ""]
+    markdown = "\n".join(lines)
+    (out / "domain_shift.md").write_text(markdown, encoding="utf-8")
+    plot_domain_shift(table, out / "domain_shift.png")
+    return {"markdown": markdown, "table": table, "run": run}
+
+
+def read_articles(path: str | Path) -> tuple[str, ...]:
+    """One article per line (blank lines skipped); a missing file is a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise RobustnessError(f"held-out articles file {str(path)!r} does not exist")
+    return tuple(a.strip() for a in path.read_text(encoding="utf-8").splitlines() if a.strip())
+
+
+def plot_domain_shift(table: pd.DataFrame, path: Path) -> None:
+    """mAP in- vs cross-collection per setting type, one panel per pair, one y scale for all."""
+    data = table[table["measure"] == "mAP"]
+    if data.empty:
+        return
+    names = list(dict.fromkeys(data["name"]))
+    types = [t for t in SETTING_TYPES if t in set(data["setting_type"])]
+    figure = new_figure(max(5.0, 2.2 * len(names) + 2), 3.6)
+    # One y scale for every pair, so that the panels compare systems as well as in- vs cross-collection.
+    axes = figure.subplots(1, len(names), squeeze=False, sharey=True)[0]
+    for ax, name in zip(axes, names):
+        part = data[data["name"] == name].set_index("setting_type").reindex(types)
+        x = np.arange(len(types))
+        for offset, column, label in ((-0.2, "in_collection", "in-collection (held-out articles)"),
+                                      (0.2, "cross_collection", "cross-collection")):
+            bars = ax.bar(x + offset, part[column], 0.4, label=label)
+            ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=1)
+        ax.set_xticks(x, labels=types, fontsize=7)
+        ax.set_title(name, fontsize=8)
+    axes[0].set_ylabel("mAP", fontsize=7)
+    axes[0].set_ylim(0, 1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7)
+    save_figure(figure, path, dpi=120)
