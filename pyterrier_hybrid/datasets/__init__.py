@@ -1,4 +1,5 @@
 """LAReQA collections (XQuAD-R, MLQA-R): release files, parsing, ir_datasets registration, training view."""
+from .candidates import CANDIDATE_TEXT_OPTIONS, candidate_text, join_candidate_text
 from .errors import (
     ChecksumMismatchError,
     CorruptReleaseFileError,
@@ -14,6 +15,7 @@ from .release import LANGUAGES as LAREQA_LANGUAGES
 from .release import LOCAL_DIR_ENV, ReleaseFiles
 
 __all__ = [
+    "CANDIDATE_TEXT_OPTIONS",
     "COLLECTIONS",
     "LAREQA_LANGUAGES",
     "LOCAL_DIR_ENV",
@@ -27,5 +29,7 @@ __all__ = [
     "UnknownCollectionError",
     "UnknownDatasetIdError",
     "UnknownLanguageError",
+    "candidate_text",
+    "join_candidate_text",
     "lareqa_collection",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
 from ..training.config import HybridTrainingConfig
 
@@ -28,8 +29,6 @@ __all__ = [
     "override_preset",
 ]
 
-#: What retrieval encodes / indexes for a candidate (see ``pyterrier_hybrid.datasets.CANDIDATE_TEXT_OPTIONS``).
-_CANDIDATE_TEXT = ("sentence", "sentence+context")
 
 
 class PresetError(UserError, ValueError):
@@ -136,8 +135,8 @@ class ComparisonPreset:
         for alpha in [a for _, a in self.main_systems] + list(self.sweep_alphas):
             if not 0.0 <= alpha <= 1.0:
                 problems.append(f"alpha must be in [0, 1], got {alpha:g}")
-        if self.candidate_text not in _CANDIDATE_TEXT:
-            problems.append(f"candidate_text must be 'sentence' or 'sentence+context', got {self.candidate_text!r}")
+        if self.candidate_text not in CANDIDATE_TEXT_OPTIONS:
+            problems.append(f"candidate_text must be one of {CANDIDATE_TEXT_OPTIONS}, got {self.candidate_text!r}")
         if self.encode_batch_size < 1:
             problems.append(f"encode_batch_size must be >= 1, got {self.encode_batch_size}")
         if self.significance_depth < 10:

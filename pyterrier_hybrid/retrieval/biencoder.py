@@ -36,13 +36,14 @@ from pyterrier_dr import SimFn
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
+from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS, join_candidate_text
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 CandidateText = Literal["sentence", "sentence+context"]
 Precision = Literal["auto", "bf16", "fp32"]
 
-CANDIDATE_TEXT_OPTIONS: tuple[str, ...] = ("sentence", "sentence+context")
 PRECISION_OPTIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
 
@@ -87,11 +88,6 @@ class BiEncoderConfig:
             raise ValueError(f"max_batch_tokens must be a positive integer or None, got {self.max_batch_tokens}")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length must be a positive integer or None, got {self.max_length}")
-
-
-def join_candidate_text(sentence: str, context: str) -> str:
-    """LAReQA's candidate text: the sentence, then a space, then its context paragraph."""
-    return sentence + " " + context
 
 
 def candidate_texts(candidates: pd.DataFrame, candidate_text: CandidateText, text_field: str = "text") -> list[str]:

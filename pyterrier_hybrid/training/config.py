@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
 
 __all__ = ["CONFIG_FILE", "LOSSES", "HybridTrainingConfig", "TrainingConfigError"]
 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
-CANDIDATE_TEXT_OPTIONS: tuple[str, ...] = ("sentence", "sentence+context")
 
 
 class TrainingConfigError(UserError, ValueError):

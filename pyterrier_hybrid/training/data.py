@@ -26,7 +26,7 @@ Sources (``load_training_data(source)``)
         ``langs`` (and ``max_queries`` from Python) for large collections. No hard negatives.
 
 The candidate text of a passage follows ``candidate_text``: "sentence" or "sentence+context" (the sentence, a space,
-the context: the same rule as retrieval's ``join_candidate_text``).
+the context), by :func:`pyterrier_hybrid.datasets.candidates.candidate_text`, the rule retrieval uses too.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ import numpy as np
 
 from pyterrier_hybrid.datasets.parallel import ParallelExample
 
+from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS, candidate_text
 from ..errors import UserError
-from .config import CANDIDATE_TEXT_OPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -112,17 +112,6 @@ class TrainingData:
             raise ValueError(f"language(s) {', '.join(unknown)} not in the training data ({', '.join(self.languages)})")
         wanted = set(langs)
         return self.select(i for i, e in enumerate(self.examples) if e.query_lang in wanted and e.passage_lang in wanted)
-
-
-def candidate_text(sentence: str, context: str, mode: str) -> str:
-    """The text the model encodes for a passage: the sentence, or sentence + " " + context."""
-    if mode == "sentence":
-        return sentence
-    if mode == "sentence+context":
-        # The package's rule, also in pyterrier_hybrid.retrieval.biencoder.join_candidate_text; restated here so
-        # that training does not import the retrieval stack (pyterrier, pyterrier-dr, faiss) for one concatenation.
-        return sentence + " " + context
-    raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXT_OPTIONS}, got {mode!r}")
 
 
 # --- LAReQA ---------------------------------------------------------------------------------------------------------
