@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from pyterrier_hybrid.datasets import lareqa_collection
-    from pyterrier_hybrid.retrieval.biencoder import candidate_texts, resolve_model_spec
+    from pyterrier_hybrid.models import resolve_model
+    from pyterrier_hybrid.retrieval.biencoder import candidate_texts
 
-    model_path = resolve_model_spec(args.model if args.model is not None else "default")
+    model_path = resolve_model(args.model)
     collection = lareqa_collection("xquad-r")
     own = collection.candidates([args.map_lang])
     if args.map_articles is not None:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS, join_candidate_text
+from ..models import resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -120,13 +121,6 @@ def check_queries(topics: pd.DataFrame) -> None:
         raise ValueError(f"empty or whitespace-only query for qid {shown}" if qids else "empty query")
 
 
-def resolve_model_spec(model: str | Path | None) -> str:
-    """A local folder or hub id for ``model`` (``None``/"default": the embedded default, built on first use)."""
-    from pyterrier_hybrid.models import resolve_model  # imported here: building the default needs heavy libraries
-
-    return resolve_model(model)
-
-
 def native_bf16_available(device: torch.device) -> bool:
     """Whether bfloat16 matrix products run natively on ``device`` (where they are emulated, bfloat16 is slower
     than float32, so ``precision="auto"`` keeps float32)."""
@@ -178,7 +172,7 @@ class SentenceTransformerBiEncoder(pyterrier_dr.BiEncoder):
             self.model_name = self.model_name or f"<SentenceTransformer {id(model):#x}>"
         else:
             self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-            self.model_name = resolve_model_spec(model)
+            self.model_name = resolve_model(model)
             self.model = SentenceTransformer(self.model_name, device=str(self.device))
         self.model.to(self.device).eval()
         self.candidate_text = config.candidate_text

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..provenance import versions
 from .config import CONFIG_FILE, HybridTrainingConfig
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
 
@@ -50,7 +51,6 @@ __all__ = [
     "build_training_dataset",
     "freeze_word_embeddings",
     "prepare_training",
-    "resolve_base_model",
     "train",
     "training_prompts",
 ]
@@ -60,23 +60,11 @@ LOSS_CURVE_CSV = "loss_curve.csv"
 LOSS_CURVE_PNG = "loss_curve.png"
 DEFAULT_QUERY_PROMPT = "query: "
 DEFAULT_PASSAGE_PROMPT = "passage: "
+#: The libraries whose versions a training record lists (besides Python and this package).
+TRAINING_PACKAGES = ("sentence-transformers", "transformers", "torch", "accelerate")
 
 
 # --- pieces ---------------------------------------------------------------------------------------------------------
-
-
-def resolve_base_model(spec: str | Path | None) -> str:
-    """A local folder or hub id for ``spec`` through ``pyterrier_hybrid.models.resolve_model`` (None/"default":
-    the embedded default). Until that function exists, a path is accepted as is."""
-    try:
-        from pyterrier_hybrid.models import resolve_model
-    except ImportError:
-        if spec is None or str(spec) == "default":
-            raise RuntimeError(
-                "pyterrier_hybrid.models.resolve_model is not available to build the default model: give a path"
-            ) from None
-        return str(spec)
-    return str(resolve_model(spec))
 
 
 def training_prompts(model: SentenceTransformer, config: HybridTrainingConfig) -> tuple[str, str]:
@@ -384,7 +372,7 @@ class PreparedTraining:
                 "final_training_loss": train_losses[-1] if train_losses else None,
                 "best_validation_loss": min(eval_losses) if eval_losses else None,
                 "best_checkpoint": trainer.state.best_model_checkpoint,
-                "versions": _versions(),
+                "versions": versions(TRAINING_PACKAGES),
             }
             config.save(out / CONFIG_FILE, **run)
             write_model_card(out, config, run)
@@ -410,7 +398,9 @@ def prepare_training(
 
     out = Path(config.output_dir)
     checkpoint = _check_output_dir(out, config, resume)
-    base_model = resolve_base_model(config.base_model)
+    from pyterrier_hybrid.models import resolve_model  # the default is built here on first use
+
+    base_model = resolve_model(config.base_model)
 
     data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
     train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
@@ -519,16 +509,3 @@ def train(config: HybridTrainingConfig, *, resume: bool = False, callbacks: Sequ
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
     """
     return prepare_training(config, resume=resume, callbacks=callbacks).run()
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("pyterrier-hybrid", "sentence-transformers", "transformers", "torch", "accelerate"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
-
