@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from pyterrier_hybrid.evaluation.measures import mean_average_precision
+from pyterrier_hybrid.evaluation.report import markdown_table
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHARED_LAREQA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "lareqa"
 FIELDS = {"text": ("text",), "text+context": ("text", "context")}
@@ -50,15 +53,6 @@ def tokenizer_variants():
     }
 
 
-def mean_average_precision(results: pd.DataFrame, qrels: pd.DataFrame, num_candidates: int) -> float:
-    import ir_measures
-
-    score = (num_candidates - results["rank"]).astype(float)
-    run = pd.DataFrame({"query_id": results["qid"], "doc_id": results["docno"], "score": score})
-    qrels = pd.DataFrame({"query_id": qrels["qid"], "doc_id": qrels["docno"], "relevance": qrels["label"].astype(int)})
-    return ir_measures.calc_aggregate([ir_measures.AP], qrels, run)[ir_measures.AP]
-
-
 def run(collection_name: str, langs: list[str] | None, variants: list[str], fields: list[str]) -> pd.DataFrame:
     from pyterrier_hybrid.datasets import lareqa_collection
     from pyterrier_hybrid.retrieval.bm25 import BM25Retriever
@@ -78,7 +72,8 @@ def run(collection_name: str, langs: list[str] | None, variants: list[str], fiel
                 )
                 results = retriever.transform(topics)
                 seconds = time.perf_counter() - started
-                score = mean_average_precision(results, qrels, len(candidates))
+                # every candidate is ranked: minus the rank as the score keeps BM25's order, ties included
+                score = mean_average_precision(results.assign(score=len(candidates) - results["rank"]), qrels)
                 rows.append(
                     dict(collection=collection_name, variant=variant, fields=fields_name, lang=lang, mAP=score,
                          queries=len(topics), candidates=len(candidates), seconds=round(seconds, 2))
@@ -113,13 +108,12 @@ def markdown_report(table: pd.DataFrame) -> str:
 
 
 def _markdown_table(pivot: pd.DataFrame) -> str:
-    header = ["variant", *pivot.columns]
+    """The variants x languages table with each language's best mAP in bold."""
     best = pivot.max(axis=0)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for variant, row in pivot.iterrows():
-        cells = [f"**{v:.4f}**" if v == best[c] else f"{v:.4f}" for c, v in row.items()]
-        lines.append("| " + " | ".join([variant, *cells]) + " |")
-    return "\n".join(lines)
+    cells = pd.DataFrame({column: [f"**{v:.4f}**" if v == best[column] else f"{v:.4f}" for v in pivot[column]]
+                          for column in pivot.columns})
+    cells.insert(0, "variant", list(pivot.index))
+    return markdown_table(cells)
 
 
 def main(argv=None):

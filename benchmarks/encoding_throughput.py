@@ -109,20 +109,20 @@ def token_count(tokenizer, texts: list[str], prompt: str, max_length: int) -> in
     return int(sum(len(x) for x in ids))
 
 
-def mean_average_precision(query_vectors: np.ndarray, doc_vectors: np.ndarray, qids: list[str],
-                           docnos: list[str], qrels) -> float:
+def dense_map(query_vectors: np.ndarray, doc_vectors: np.ndarray, qids: list[str], docnos: list[str],
+              qrels) -> float:
     """mAP of the exact dot-product ranking of all candidates (ir_measures' AP)."""
-    import ir_measures
     import pandas as pd
+
+    from pyterrier_hybrid.evaluation.measures import mean_average_precision
 
     scores = query_vectors @ doc_vectors.T
     run = pd.DataFrame({
-        "query_id": np.repeat(np.asarray(qids, dtype=object), len(docnos)),
-        "doc_id": np.tile(np.asarray(docnos, dtype=object), len(qids)),
+        "qid": np.repeat(np.asarray(qids, dtype=object), len(docnos)),
+        "docno": np.tile(np.asarray(docnos, dtype=object), len(qids)),
         "score": scores.ravel().astype(np.float64),
     })
-    qrels = qrels.rename(columns={"qid": "query_id", "docno": "doc_id", "label": "relevance"})
-    return float(ir_measures.calc_aggregate([ir_measures.AP], qrels, run)[ir_measures.AP])
+    return mean_average_precision(run, qrels)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             query_vectors = np.asarray(enc.encode_queries(queries), dtype=np.float32)
             row["query_seconds"] = round(time.perf_counter() - began, 2)
-            row[f"map_xquad-r_{args.map_lang}"] = round(mean_average_precision(
+            row[f"map_xquad-r_{args.map_lang}"] = round(dense_map(
                 query_vectors, vectors[: len(own)], topics["qid"].tolist(), own["docno"].tolist(), qrels), 4)
         rows.append(row)
     by_name = {r["encoder"]: r for r in rows}

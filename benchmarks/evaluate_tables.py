@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pyterrier_hybrid.evaluation.report import markdown_table  # noqa: E402
+
 COLUMNS = [("monolingual", "mAP"), ("cross-lingual", "mAP"), ("multilingual", "mAP"), ("multilingual", "R@1"),
            ("multilingual", "R@10"), ("multilingual", "RankDistance")]
 HEADERS = ["Monolingual mAP", "Cross-lingual mAP", "Multilingual mAP", "R@1 (pool)", "R@10 (pool)",
@@ -46,13 +48,12 @@ def collect(root: Path) -> pd.DataFrame:
 def markdown(frame: pd.DataFrame) -> str:
     lines = []
     for (collection, candidate_text), group in frame.groupby(["collection", "candidate_text"], sort=True):
-        lines += [f"### {collection}, candidates: {candidate_text}", "",
-                  "| System | " + " | ".join(HEADERS) + " | wall time (s) |",
-                  "|---" * (len(HEADERS) + 2) + "|"]
-        for _, row in group.sort_values("system").iterrows():
-            cells = [f"{row[h]:.1f}" if h.startswith("Rank") else f"{row[h]:.4f}" for h in HEADERS]
-            lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['wall_time_s']:.0f} |")
-        lines.append("")
+        group = group.sort_values("system")
+        cells = pd.DataFrame({"System": group["system"].tolist()})
+        for h in HEADERS:
+            cells[h] = [f"{v:.1f}" if h.startswith("Rank") else f"{v:.4f}" for v in group[h]]
+        cells["wall time (s)"] = [f"{v:.0f}" for v in group["wall_time_s"]]
+        lines += [f"### {collection}, candidates: {candidate_text}", "", markdown_table(cells), ""]
     return "\n".join(lines)
 
 

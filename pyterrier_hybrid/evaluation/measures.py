@@ -181,6 +181,20 @@ def average_precision(ranks: Sequence[int], n_relevant: int | None = None) -> fl
     return float(np.sum(np.arange(1, len(ranks) + 1) / (ranks + 1)) / n_relevant)
 
 
+def mean_average_precision(run: pd.DataFrame, qrels: pd.DataFrame) -> float:
+    """ir_measures' AP (no cutoff) of a run, averaged over its queries: the mAP of a ranking given as frames.
+
+    ``run``: ``qid, docno, score`` (higher is better; a full ranking of every candidate gives LAReQA's mAP);
+    ``qrels``: ``qid, docno, label``. For a single score column per query and candidate; the evaluation runner
+    computes the same AP from exact ranks (:func:`exact_rank_measures`) without building frames.
+    """
+    frame = pd.DataFrame({"query_id": run["qid"].astype(str), "doc_id": run["docno"].astype(str),
+                          "score": run["score"].astype(np.float64)})
+    judged = pd.DataFrame({"query_id": qrels["qid"].astype(str), "doc_id": qrels["docno"].astype(str),
+                           "relevance": qrels["label"].astype(int)})
+    return float(ir_measures.calc_aggregate([ir_measures.AP], judged, frame)[ir_measures.AP])
+
+
 def rank_distance(ranks: Sequence[int]) -> float:
     """Largest minus smallest rank among a query's relevant candidates (NaN with fewer than two)."""
     ranks = np.asarray(ranks)
