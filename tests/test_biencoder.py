@@ -14,7 +14,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from pyterrier_hybrid.datasets import lareqa_collection
-from pyterrier_hybrid.retrieval.biencoder import BiEncoderConfig, SentenceTransformerBiEncoder
+from pyterrier_hybrid.retrieval.biencoder import BiEncoderConfig, SentenceTransformerBiEncoder, TextTruncationWarning
 from pyterrier_hybrid.retrieval.dense import DenseRetrieverFactory, EmbeddingCache, ExactDenseRetriever
 
 ARTICLES = 2  # XQuAD-R articles used per language: enough for ranking, small enough for a fast test
@@ -194,6 +194,65 @@ def test_long_texts_are_truncated_with_one_warning(encoder, sentence_transformer
     very_long_query = " ".join(["Wer gewann den Super Bowl?"] * 200)
     with pytest.warns(UserWarning, match="1 of 1 queries"):
         assert encoder.encode_queries([very_long_query]).shape == (1, 32)
+
+
+def test_a_5000_character_query_warns_on_every_query_path(encoder, de_subset):
+    candidates, topics, _ = de_subset
+    long_query = ("Wer gewann den Super Bowl 50 und wie viele Punkte gab die Verteidigung der Panthers ab? " * 60)[:5000]
+    assert len(long_query) == 5000
+    topic = pd.DataFrame({"qid": ["long"], "query": [long_query]})
+    first_stage = topic.merge(candidates.head(3), how="cross").assign(score=0.0, rank=0)
+    paths = {
+        "encode_queries": lambda: encoder.encode_queries([long_query]),
+        "encode_queries(numpy, as pyterrier-dr passes)": lambda: encoder.encode_queries(np.array([long_query])),
+        "query_encoder": lambda: encoder.query_encoder()(topic),
+        "bi-encoder as a transformer": lambda: encoder(topic),
+        "text_scorer": lambda: encoder.text_scorer()(first_stage),
+        "exact retriever": lambda: ExactDenseRetriever.from_candidates(encoder, candidates)(topic),
+    }
+    for name, run in paths.items():
+        for _ in range(2):  # every call warns, not only the first from a code location
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                run()
+            messages = [str(w.message) for w in caught
+                        if issubclass(w.category, TextTruncationWarning) and "queries" in str(w.message)]
+            assert messages == [f"1 of 1 queries are longer than the model's limit of {encoder.max_length} tokens "
+                                "(prompt and special tokens included) and were truncated to it"], name
+
+
+@pytest.fixture
+def encoded_texts(encoder, monkeypatch):
+    """Every text the encoder's model tokenizes for encoding, in order (the model's ``preprocess`` spied on)."""
+    seen: list[str] = []
+    preprocess = encoder.model.preprocess
+
+    def spy(texts, *args, **kwargs):
+        seen.extend(texts)
+        return preprocess(texts, *args, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "preprocess", spy)
+    return seen
+
+
+def test_each_distinct_text_is_encoded_once_per_call(encoder, de_subset, encoded_texts):
+    candidates, topics, _ = de_subset
+    topics, pool = topics.head(5), candidates.head(7)
+    # a re-ranking frame: every query with the same 7 passages (35 rows), as bm25 % k >> text_scorer produces
+    first_stage = topics.merge(pool, how="cross").assign(score=0.0, rank=0)
+    reranked = encoder.text_scorer()(first_stage)
+    assert len(reranked) == 35
+    assert sorted(encoded_texts) == sorted(set(encoded_texts))  # nothing encoded twice
+    assert len(encoded_texts) == 5 + 7
+    # the vectors of repeated rows are those of encoding each text alone
+    encoded_texts.clear()
+    vectors = encoder.doc_encoder()(first_stage)["doc_vec"]
+    assert len(encoded_texts) == 7
+    alone = encoder.encode_candidates(pool)
+    np.testing.assert_allclose(np.stack(vectors), np.tile(alone, (5, 1)), atol=1e-5)
+    duplicated = encoder.encode_docs(["b", "a", "b", "b"])
+    np.testing.assert_array_equal(duplicated[0], duplicated[2])
+    np.testing.assert_allclose(duplicated[[1, 0]], encoder.encode_docs(["a", "b"]), atol=1e-6)
 
 
 # --- pyterrier-dr composition ------------------------------------------------------------------------------------

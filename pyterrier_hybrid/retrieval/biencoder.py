@@ -16,8 +16,10 @@ What it adds to pyterrier-dr's ``SBertBiEncoder``:
   here, cosine 0.99999 to float32 on multilingual-e5-small); float32 on request;
 - texts sorted by token count for batching (less padding than sentence-transformers' character-count sort for
   scripts whose characters are worth very different numbers of tokens), results in the original order;
-- clear errors for empty queries (naming the qid) and missing columns, and one warning per call when texts are
-  truncated to the model's limit.
+- each distinct text encoded once per call (pyterrier-dr's document encoder encodes every row, so re-ranking
+  encoded a passage once per query that retrieved it);
+- clear errors for empty queries (naming the qid) and missing columns, and one warning per call
+  (:class:`TextTruncationWarning`), for queries and passages alike, when texts are truncated to the model's limit.
 """
 from __future__ import annotations
 
@@ -46,6 +48,10 @@ CandidateText = Literal["sentence", "sentence+context"]
 Precision = Literal["auto", "bf16", "fp32"]
 
 PRECISION_OPTIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+
+class TextTruncationWarning(UserWarning):
+    """Texts longer than the model's token limit were truncated (one warning per encoding call, with the count)."""
 
 
 @dataclass(frozen=True)
@@ -231,8 +237,9 @@ class SentenceTransformerBiEncoder(pyterrier_dr.BiEncoder):
 
     def encode_texts(self, texts: Sequence[str], prompt: str, *, batch_size: int | None = None,
                      kind: str = "texts", show_progress: bool | None = None) -> np.ndarray:
-        """Encode ``prompt + text`` for each text: longest first, in batches limited by ``batch_size`` and the
-        configured ``max_batch_tokens``, under the configured autocast; float32 [n, dim] in the input order.
+        """Encode ``prompt + text`` for each distinct text once: longest first, in batches limited by ``batch_size``
+        and the configured ``max_batch_tokens``, under the configured autocast; float32 [n, dim] in the input order
+        (repeated texts get the same vector).
 
         Texts longer than the token limit are truncated; one warning per call says how many.
         """
@@ -240,30 +247,39 @@ class SentenceTransformerBiEncoder(pyterrier_dr.BiEncoder):
         dim = _embedding_dimension(self.model)
         if len(texts) == 0:
             return np.empty((0, dim), dtype=np.float32)
-        token_counts = self._token_counts([prompt + text for text in texts])
-        truncated = int((token_counts > self.max_length).sum())
+        # pyterrier-dr's query encoder encodes each distinct query once (np.unique), its document encoder every row:
+        # a re-ranking frame (bm25 % 100 >> text_scorer) repeats a passage for each query that retrieved it, which
+        # on XQuAD-R de meant ~93 encodings of each passage. Deduplicating here covers queries, passages and
+        # pyterrier-dr's own callers alike.
+        positions: dict[str, int] = {}
+        inverse = np.fromiter((positions.setdefault(text, len(positions)) for text in texts), dtype=np.int64,
+                              count=len(texts))
+        distinct = list(positions)
+        token_counts = self._token_counts([prompt + text for text in distinct])
+        truncated = int((token_counts > self.max_length)[inverse].sum())
         if truncated:
             warnings.warn(
                 f"{truncated} of {len(texts)} {kind} are longer than the model's limit of {self.max_length} tokens "
                 f"(prompt and special tokens included) and were truncated to it",
+                TextTruncationWarning,
                 stacklevel=3,
             )
         # Sorting by token count puts texts of similar length in one batch, so little compute goes into padding.
         lengths = np.minimum(token_counts, self.max_length)
         order = np.argsort(-lengths, kind="stable")
-        vectors = np.empty((len(texts), dim), dtype=np.float32)
+        vectors = np.empty((len(distinct), dim), dtype=np.float32)
         show = self.verbose if show_progress is None else show_progress
-        progress = tqdm(total=len(texts), desc=f"Encoding {kind}", unit=kind.rstrip("s"), disable=not show)
+        progress = tqdm(total=len(distinct), desc=f"Encoding {kind}", unit=kind.rstrip("s"), disable=not show)
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast, progress:
             for rows in _batches(order, lengths, batch_size, self.encoder_config.max_batch_tokens):
-                features = self.model.preprocess([texts[i] for i in rows], prompt=prompt,
+                features = self.model.preprocess([distinct[i] for i in rows], prompt=prompt,
                                                  processing_kwargs={"text": {"max_length": self.max_length}})
                 embeddings = self.model(_to_device(features, self.device))["sentence_embedding"]
                 vectors[rows] = embeddings.float().cpu().numpy()
                 progress.update(len(rows))
-        return vectors
+        return vectors if len(distinct) == len(texts) else vectors[inverse]
 
     def _token_counts(self, texts: list[str]) -> np.ndarray:
         """Token counts with special tokens, capped at max_length + 1 (enough to tell which texts get truncated
@@ -345,6 +361,7 @@ __all__ = [
     "CandidateEncoder",
     "CheckedQueryEncoder",
     "SentenceTransformerBiEncoder",
+    "TextTruncationWarning",
     "candidate_texts",
     "check_queries",
     "join_candidate_text",
