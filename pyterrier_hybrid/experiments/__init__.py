@@ -20,54 +20,42 @@ Names are imported lazily, so ``import pyterrier_hybrid.experiments`` stays chea
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "BASELINE_ALPHA": "presets",
-    "MAIN_SYSTEMS": "presets",
-    "MLQA_TO_XQUAD": "presets",
-    "PRESETS": "presets",
-    "XQUAD_TO_MLQA": "presets",
-    "ComparisonPreset": "presets",
-    "Direction": "presets",
-    "PresetError": "presets",
-    "get_preset": "presets",
-    "override_preset": "presets",
-    "ModelStore": "training_runs",
-    "TrainingRun": "training_runs",
-    "plan_training": "training_runs",
-    "Comparison": "comparison",
-    "SystemEntry": "comparison",
-    "SystemRun": "comparison",
-    "aggregate_table": "aggregate",
-    "language_split": "aggregate",
-    "markdown_with_spread": "aggregate",
-    "mean_result": "aggregate",
-    "seen_unseen_table": "aggregate",
-    "table1": "aggregate",
-    "TestSet": "significance",
-    "balanced_pairs": "significance",
-    "build_test_sets": "significance",
-    "significance_tests": "significance",
-    "top_runs": "significance",
-    "plot_alpha_sweep": "sweep",
-    "sweep_frame": "sweep",
-    "RobustnessConfig": "robustness",
-    "run_robustness": "robustness",
-    "DomainShiftConfig": "domain_shift",
-    "held_out_articles": "domain_shift",
-    "run_domain_shift": "domain_shift",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "BASELINE_ALPHA": ".presets",
+    "MAIN_SYSTEMS": ".presets",
+    "MLQA_TO_XQUAD": ".presets",
+    "PRESETS": ".presets",
+    "XQUAD_TO_MLQA": ".presets",
+    "ComparisonPreset": ".presets",
+    "Direction": ".presets",
+    "PresetError": ".presets",
+    "get_preset": ".presets",
+    "override_preset": ".presets",
+    "ModelStore": ".training_runs",
+    "TrainingRun": ".training_runs",
+    "plan_training": ".training_runs",
+    "Comparison": ".comparison",
+    "SystemEntry": ".comparison",
+    "SystemRun": ".comparison",
+    "aggregate_table": ".aggregate",
+    "language_split": ".aggregate",
+    "markdown_with_spread": ".aggregate",
+    "mean_result": ".aggregate",
+    "seen_unseen_table": ".aggregate",
+    "table1": ".aggregate",
+    "TestSet": ".significance",
+    "balanced_pairs": ".significance",
+    "build_test_sets": ".significance",
+    "significance_tests": ".significance",
+    "top_runs": ".significance",
+    "plot_alpha_sweep": ".sweep",
+    "sweep_frame": ".sweep",
+    "RobustnessConfig": ".robustness",
+    "StudyOptions": ".robustness",
+    "run_robustness": ".robustness",
+    "DomainShiftConfig": ".domain_shift",
+    "held_out_articles": ".domain_shift",
+    "run_domain_shift": ".domain_shift",
+})

@@ -27,46 +27,39 @@ from ..provenance import command_line, git_facts, utc_now, versions, write_json
 from ..retrieval.systems import SystemSpec
 from ..robustness.evaluation import relative_drop
 from ..training.config import CONFIG_FILE, HybridTrainingConfig
-from .robustness import RobustnessError, build_system, check_system_models, evaluation_config, percent
+from .robustness import (
+    RobustnessError,
+    StudyOptions,
+    build_system,
+    check_system_models,
+    evaluation_config,
+    percent,
+)
 
 __all__ = ["DomainShiftConfig", "held_out_articles", "plot_domain_shift", "run_domain_shift"]
 
 
 @dataclass(frozen=True)
-class DomainShiftConfig:
-    """What a domain-shift run compares.
+class DomainShiftConfig(StudyOptions):
+    """What a domain-shift run compares (besides :class:`~.robustness.StudyOptions`: collection, languages,
+    subsample of the held-out questions, seed, encoding).
 
     Attributes:
         in_collection / cross: ``NAME=MODEL`` specs; the same names on both sides form the pairs.
-        collection: the evaluated collection (``xquad-r`` or ``mlqa-r``).
-        langs: evaluated languages (None: all of the collection's).
         held_out_articles: the articles to evaluate on (None: each in-collection model's own held-out split).
-        max_queries_per_lang: at most this many of those questions per language (None: all).
-        seed: of the subsample.
-        candidate_text / precision / batch_size: how the systems encode or index candidates.
-        preset: recorded in run.json.
     """
 
-    in_collection: tuple[str, ...]
-    cross: tuple[str, ...]
-    collection: str = "xquad-r"
-    langs: tuple[str, ...] | None = None
+    in_collection: tuple[str, ...] = ()
+    cross: tuple[str, ...] = ()
     held_out_articles: tuple[str, ...] | None = None
-    max_queries_per_lang: int | None = 50
-    seed: int = 0
-    candidate_text: str = "sentence+context"
-    precision: str = "auto"
-    batch_size: int = 64
-    preset: str = "cpu"
 
-    def __post_init__(self):
-        object.__setattr__(self, "collection", self.collection.removeprefix("irds:").removeprefix("lareqa/"))
+    def problems(self) -> list[str]:
+        problems = super().problems()
         if not (self.in_collection and self.cross):
-            raise RobustnessError("the domain shift needs --cross NAME=MODEL and --in-collection NAME=MODEL pairs")
-        if self.max_queries_per_lang is not None and self.max_queries_per_lang < 1:
-            raise RobustnessError(f"max_queries_per_lang must be >= 1 or None (all), got {self.max_queries_per_lang}")
+            problems.append("the domain shift needs --cross NAME=MODEL and --in-collection NAME=MODEL pairs")
         if self.held_out_articles is not None and not self.held_out_articles:
-            raise RobustnessError("the list of held-out articles is empty")
+            problems.append("the list of held-out articles is empty")
+        return problems
 
     def pairs(self) -> dict[str, tuple[SystemSpec, SystemSpec]]:
         """name -> (in-collection spec, cross-collection spec)."""

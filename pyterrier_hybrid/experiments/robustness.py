@@ -39,6 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..datasets import lareqa_collection
+from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..datasets.settings import SETTING_TYPES
 from ..errors import UserError
 from ..evaluation import LAReQAEvaluationConfig, evaluate_lareqa
@@ -66,6 +67,7 @@ __all__ = [
     "PRESETS",
     "RobustnessConfig",
     "RobustnessError",
+    "StudyOptions",
     "build_system",
     "check_system_models",
     "run_robustness",
@@ -90,34 +92,23 @@ class RobustnessError(UserError, ValueError):
 
 
 @dataclass(frozen=True)
-class RobustnessConfig:
-    """What a perturbation study runs.
+class StudyOptions:
+    """What every robustness-type run shares: the collection and languages, the subsample, the seed, and how the
+    systems encode or index candidates.
 
     Attributes:
-        systems: ``NAME=SPEC`` system specs (``bm25``, ``default``, a model folder or hub id).
         collection: ``xquad-r`` or ``mlqa-r`` (``lareqa/`` and ``irds:`` prefixes are dropped).
         langs: evaluated languages (None: all of the collection's).
-        max_queries_per_lang / adversarial_max_queries_per_lang: questions per language of the main / the
-            adversarial runs, the same parallel questions in every language (None: all); see :data:`PRESETS`.
-        kinds: perturbation kinds, among :data:`KINDS`.
-        edits: strengths of the typo kinds (edits per query); fractions: of the word-level kinds.
-        codeswitch_to: language(s) code-switched into, comma-separated; ``all`` = every evaluated language.
-        adversarial_candidates: candidate edits scored per query and step of the adversarial search.
+        max_queries_per_lang: at most this many questions per language, the same parallel questions in every
+            language (None: all); see :data:`PRESETS`.
         seed: of the perturbations and of the subsample.
         candidate_text / precision / batch_size: how the systems encode or index candidates.
         preset: the name of the subsample sizes' preset, recorded in run.json.
     """
 
-    systems: tuple[str, ...] = ("bm25",)
     collection: str = "xquad-r"
     langs: tuple[str, ...] | None = None
     max_queries_per_lang: int | None = PRESETS["cpu"]["max_queries_per_lang"]
-    adversarial_max_queries_per_lang: int | None = PRESETS["cpu"]["adversarial_max_queries_per_lang"]
-    kinds: tuple[str, ...] = KINDS
-    edits: tuple[int, ...] = (1, 2, 3)
-    fractions: tuple[float, ...] = (0.5, 1.0)
-    codeswitch_to: str = "en"
-    adversarial_candidates: int = 32
     seed: int = 0
     candidate_text: str = "sentence+context"
     precision: str = "auto"
@@ -126,7 +117,50 @@ class RobustnessConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "collection", self.collection.removeprefix("irds:").removeprefix("lareqa/"))
+        problems = self.problems()
+        if problems:
+            raise RobustnessError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (empty: nothing); subclasses add their own."""
         problems = []
+        if self.max_queries_per_lang is not None and self.max_queries_per_lang < 1:
+            problems.append(f"max_queries_per_lang must be >= 1 or None (all), got {self.max_queries_per_lang}")
+        if self.candidate_text not in CANDIDATE_TEXT_OPTIONS:
+            problems.append(f"candidate_text must be one of {CANDIDATE_TEXT_OPTIONS}, got {self.candidate_text!r}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        return problems
+
+    def system_options(self) -> SystemOptions:
+        """How :func:`build_system` builds the systems."""
+        return SystemOptions(candidate_text=self.candidate_text, precision=self.precision,
+                             batch_size=self.batch_size, verbose=False)
+
+
+@dataclass(frozen=True)
+class RobustnessConfig(StudyOptions):
+    """What a perturbation study runs (besides :class:`StudyOptions`).
+
+    Attributes:
+        systems: ``NAME=SPEC`` system specs (``bm25``, ``default``, a model folder or hub id).
+        adversarial_max_queries_per_lang: questions per language of the adversarial runs (None: all).
+        kinds: perturbation kinds, among :data:`KINDS`.
+        edits: strengths of the typo kinds (edits per query); fractions: of the word-level kinds.
+        codeswitch_to: language(s) code-switched into, comma-separated; ``all`` = every evaluated language.
+        adversarial_candidates: candidate edits scored per query and step of the adversarial search.
+    """
+
+    systems: tuple[str, ...] = ("bm25",)
+    adversarial_max_queries_per_lang: int | None = PRESETS["cpu"]["adversarial_max_queries_per_lang"]
+    kinds: tuple[str, ...] = KINDS
+    edits: tuple[int, ...] = (1, 2, 3)
+    fractions: tuple[float, ...] = (0.5, 1.0)
+    codeswitch_to: str = "en"
+    adversarial_candidates: int = 32
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
         if not self.systems:
             problems.append("no systems")
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -136,16 +170,12 @@ class RobustnessConfig:
             problems.append(f"edits must be >= 1, got {list(self.edits)}")
         if any(not 0 < f <= 1 for f in self.fractions):
             problems.append(f"fractions must be in (0, 1], got {list(self.fractions)}")
-        for name in ("max_queries_per_lang", "adversarial_max_queries_per_lang"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be >= 1 or None (all), got {value}")
+        if self.adversarial_max_queries_per_lang is not None and self.adversarial_max_queries_per_lang < 1:
+            problems.append("adversarial_max_queries_per_lang must be >= 1 or None (all), got "
+                            f"{self.adversarial_max_queries_per_lang}")
         if self.adversarial_candidates < 1:
             problems.append(f"adversarial_candidates must be >= 1, got {self.adversarial_candidates}")
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if problems:
-            raise RobustnessError("; ".join(problems))
+        return problems
 
     def check(self) -> tuple[str, ...]:
         """Fail before any model is built (a user error naming the problem) on an unknown collection or language, a
@@ -203,13 +233,10 @@ class System:
     wall_s: float = 0.0
 
 
-def build_system(spec_text: str, config) -> System:
-    """The system of ``spec_text``, encoding / indexing as ``config`` says (``candidate_text``, ``precision``,
-    ``batch_size``: a :class:`RobustnessConfig` or a domain-shift config)."""
+def build_system(spec_text: str, config: StudyOptions) -> System:
+    """The system of ``spec_text``, encoding / indexing as ``config`` says."""
     spec = SystemSpec.parse(spec_text)
-    options = SystemOptions(candidate_text=config.candidate_text, precision=config.precision,
-                            batch_size=config.batch_size, verbose=False)
-    inner = build_factory(spec, options)
+    inner = build_factory(spec, config.system_options())
     return System(spec.name, spec.model, spec.is_bm25, RetrieverCache(inner), inner,
                   None if spec.is_bm25 else training_alpha(spec.model))
 
