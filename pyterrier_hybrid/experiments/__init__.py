@@ -48,6 +48,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "TestSet": ".significance",
     "balanced_pairs": ".significance",
     "build_test_sets": ".significance",
+    "paired_significance": ".significance",
     "significance_tests": ".significance",
     "top_runs": ".significance",
     "plot_alpha_sweep": ".sweep",

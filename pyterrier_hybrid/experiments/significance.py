@@ -9,13 +9,15 @@ balanced subsample of language pairs (:func:`balanced_pairs`) to bound its cost.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
+from ..datasets import lareqa_collection
 from ..datasets.settings import lareqa_settings
+from ..evaluation.cache import RetrieverCache
 from ..evaluation.report import markdown_table
 from ..evaluation.runs import TopRun, score_matrix_top_run
 
@@ -23,6 +25,7 @@ __all__ = [
     "TestSet",
     "balanced_pairs",
     "build_test_sets",
+    "paired_significance",
     "significance_markdown",
     "significance_tests",
     "top_runs",
@@ -162,3 +165,33 @@ def significance_markdown(frame: pd.DataFrame, baseline_label: str, depth: int) 
                     " *" if row[f"{measure} reject"] else "")
             rows.append(out)
     return markdown_table(pd.DataFrame(rows))
+
+
+class _SystemRuns(NamedTuple):
+    label: str
+    seed: None
+    runs: dict[str, TopRun]
+
+
+def paired_significance(factories: Mapping[str, Callable], collection, langs: Sequence[str], baseline: str, *,
+                        depth: int = 100, pairs_per_language: int | None = 1) -> pd.DataFrame:
+    """Every system against ``baseline`` in each LAReQA setting type: ``pt.Experiment`` on AP@depth and R@10 (paired
+    t-test, Holm correction over the systems), qids of a type's settings concatenated.
+
+    ``factories``: name -> retriever factory (``factory(candidates) -> retriever`` with the ``score_matrix`` fast
+    path, e.g. :func:`~pyterrier_hybrid.retrieval.systems.build_factory`); ``collection``: a LAReQA collection or its
+    name; ``pairs_per_language``: cross-lingual pairs per query language (:func:`balanced_pairs`; None: all).
+    Returns one row per setting type and system: the measures, their p-values (raw and corrected) and whether the
+    difference is significant at 0.05.
+    """
+    if baseline not in factories:
+        raise ValueError(f"the baseline {baseline!r} is not among the systems {sorted(factories)}")
+    if isinstance(collection, str):
+        collection = lareqa_collection(collection.removeprefix("lareqa/"))
+    langs = collection.check_languages(langs)
+    test_sets = build_test_sets(collection, langs, pairs_per_language)
+    systems = [_SystemRuns(name, None, top_runs(RetrieverCache(factory), collection, test_sets, depth))
+               for name, factory in factories.items()]
+    frame = significance_tests(systems, test_sets, baseline, depth, seeds=[None])
+    return frame.drop(columns=["seed"])
+
