@@ -229,8 +229,9 @@ def results_markdown(results: Sequence[EvaluationResult] | Mapping[str, Evaluati
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub Markdown table. Written here because ``DataFrame.to_markdown`` needs ``tabulate``, which is not a
-    dependency of this package."""
+    """A GitHub Markdown table: floats with ``digits`` decimals, NaN as an empty cell, ``|`` in text escaped. The one
+    table writer of every report and benchmark (``DataFrame.to_markdown`` pads cells to the column width, which
+    makes the committed reports' diffs noisy, and prints NaN as "nan")."""
 
     def cell(value) -> str:
         if isinstance(value, (float, np.floating)):
