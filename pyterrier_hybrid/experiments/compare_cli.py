@@ -17,8 +17,12 @@ from pathlib import Path
 
 from ..cli_args import add_language_option
 
-#: Where results go without --out: ``benchmarks/results/paper_comparison/<preset>`` of the source checkout.
-DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "paper_comparison"
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+#: Where results go without --out: ``benchmarks/results/paper_comparison/<preset>`` in a source checkout (where the
+#: committed results live), else ``results/paper_comparison/<preset>`` in the working directory.
+DEFAULT_RESULTS = (_SOURCE_ROOT / "benchmarks" / "results" / "paper_comparison"
+                   if (_SOURCE_ROOT / "pyproject.toml").is_file() and (_SOURCE_ROOT / "benchmarks").is_dir()
+                   else Path("results") / "paper_comparison")
 PRESET_NAMES = ("cpu", "demo", "gpu")  # kept in step with presets.PRESETS by a test; no import of the presets here
 
 
@@ -27,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
                              "demo (make demo, ~10 min); default cpu")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: benchmarks/results/paper_comparison/<preset>)")
+                        help="output folder (default: benchmarks/results/paper_comparison/<preset> in a source "
+                             "checkout, else results/paper_comparison/<preset>)")
     parser.add_argument("--base-model", default="default",
                         help="the encoder to train and the 'base' row: default (embedded multilingual-e5-small), a "
                              "sentence-transformers folder or a hub id")
@@ -86,7 +91,7 @@ def comparison_from_args(args: argparse.Namespace):
         batch_size=args.batch_size,
     )
     # Relative to the working directory when it can be: the reports name their plots by this path.
-    out = args.out if args.out is not None else Path(os.path.relpath(DEFAULT_RESULTS / preset.name))
+    out = args.out if args.out is not None else Path(os.path.relpath(DEFAULT_RESULTS.absolute() / preset.name))
     comparison = Comparison(
         preset, out, base_model=args.base_model, train_langs=args.train_langs or None,
         skip_training=args.skip_training, keep_checkpoints=args.keep_checkpoints, per_query=args.per_query,
