@@ -46,11 +46,28 @@ def tiny_model(cache: Path) -> Path:
     return path
 
 
+def step_clock(times: list[float]):
+    """A trainer callback appending ``time.perf_counter()`` at the end of every optimisation step to ``times``
+    (also used by benchmarks/training_speed.py)."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            times.append(time.perf_counter())
+
+    return StepClock()
+
+
+def steps_per_second(times: list[float], warmup: int) -> float:
+    """Steps/s between the end of step ``warmup`` and the end of the last step."""
+    timed = times[warmup - 1:]
+    return (len(timed) - 1) / (timed[-1] - timed[0])
+
+
 def worker(args: argparse.Namespace) -> None:
     """One training run with sampler ``args.worker``; prints a JSON line with steps/s and peak memory."""
     import torch
     from sentence_transformers.base.sampler import BatchSamplers
-    from transformers import TrainerCallback
 
     from pyterrier_hybrid.training.config import HybridTrainingConfig
     from pyterrier_hybrid.training.trainer import prepare_training
@@ -59,10 +76,6 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     times: list[float] = []
 
-    class StepClock(TrainerCallback):
-        def on_step_end(self, *_, **__):
-            times.append(time.perf_counter())
-
     with tempfile.TemporaryDirectory() as out:
         config = HybridTrainingConfig(
             base_model=args.model_path, train=args.train, train_langs=tuple(args.langs) if args.langs else None,
@@ -70,16 +83,15 @@ def worker(args: argparse.Namespace) -> None:
             max_seq_length=args.max_seq_length, bf16=args.bf16, freeze_word_embeddings=args.freeze_word_embeddings,
             eval_fraction=0.0, save_steps=10**6, logging_steps=10**6, output_dir=out, seed=1,
         )
-        prepared = prepare_training(config, callbacks=[StepClock()])
+        prepared = prepare_training(config, callbacks=[step_clock(times)])
         if args.worker == "st-default":
             prepared.trainer.args.batch_sampler = BatchSamplers.BATCH_SAMPLER
         elif args.worker == "st-no-duplicates":
             prepared.trainer.args.batch_sampler = BatchSamplers.NO_DUPLICATES
         prepared.trainer.train()
-    timed = times[args.warmup - 1:]
     result = {
         "sampler": args.worker,
-        "steps_per_s": (len(timed) - 1) / (timed[-1] - timed[0]),
+        "steps_per_s": steps_per_second(times, args.warmup),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if torch.cuda.is_available():

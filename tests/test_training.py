@@ -590,3 +590,44 @@ def test_max_eval_batches_caps_the_validation_pass_to_its_first_batches(tiny_mod
     capped = eval_batches(max_eval_batches=2)
     assert len(full) > 2
     assert capped == full[:2]
+
+
+def test_fused_optimizer_makes_the_update_of_the_per_tensor_loop(tiny_model_path, subset_jsonl, tmp_path):
+    from pyterrier_hybrid.training import train
+
+    settings = dict(max_steps=4, logging_steps=1)
+    loop = train(tiny_config(tiny_model_path, subset_jsonl, tmp_path / "loop", fused_optimizer=False, **settings))
+    fused = train(tiny_config(tiny_model_path, subset_jsonl, tmp_path / "fused", **settings))
+    assert json.loads((fused / CONFIG_FILE).read_text())["config"]["fused_optimizer"] is True
+    a, b, start = parameters(loop), parameters(fused), parameters(tiny_model_path)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-3  # the weights did move
+    with (loop / "loss_curve.csv").open() as f1, (fused / "loss_curve.csv").open() as f2:
+        losses = [(float(r1["loss"]), float(r2["loss"])) for r1, r2 in zip(csv.DictReader(f1), csv.DictReader(f2))]
+    assert len(losses) == 4 and all(abs(x - y) < 1e-4 for x, y in losses)
+
+
+def test_paper_cpu_recipe_is_the_papers_batch_with_hard_negatives_within_its_time_budget():
+    from pyterrier_hybrid.training.recipes import PAPER_CPU_RECIPE, PAPER_CPU_TIME_BUDGET, RECIPES
+
+    recipe, budget = PAPER_CPU_RECIPE, PAPER_CPU_TIME_BUDGET
+    assert RECIPES["paper-cpu"] is recipe
+    assert recipe.batch_size == 100 and recipe.hard_negatives and recipe.bf16 and recipe.train == "lareqa/mlqa-r"
+    assert recipe.early_stopping_patience and recipe.eval_fraction > 0 and recipe.max_steps is None
+    assert recipe.save_steps == recipe.eval_steps == budget.steps_per_epoch  # a checkpoint and a validation per epoch
+    epochs = int(recipe.epochs)
+    assert epochs >= 1 and budget.minutes(epochs) <= budget.budget_min < budget.minutes(epochs + 1)
+
+
+def test_recipe_from_the_cli_keeps_the_options_given(tmp_path):
+    from pyterrier_hybrid.training.recipes import PAPER_CPU_RECIPE
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    config = cli.config_from_args(parser.parse_args(
+        ["--recipe", "paper-cpu", "--max-steps", "3", "--alpha", "1", "-o", str(tmp_path / "r")]))
+    assert config.max_steps == 3 and config.alpha == 1.0 and config.output_dir == str(tmp_path / "r")
+    assert dataclasses.replace(config, max_steps=None, alpha=0.5, output_dir=PAPER_CPU_RECIPE.output_dir) == \
+        PAPER_CPU_RECIPE
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--recipe", "no-such-recipe"])

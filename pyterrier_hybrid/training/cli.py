@@ -19,6 +19,7 @@ from pathlib import Path
 from ..cli_args import add_language_option
 from ..errors import UserError
 from .config import LOSSES, HybridTrainingConfig
+from .recipes import RECIPES, apply_recipe
 from .data import IRDS_PREFIX, LAREQA_PREFIX, parse_irds_source
 
 __all__ = ["add_arguments", "check_request", "config_from_args", "run"]
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"fraction of articles held out for the validation loss, 0 for none (default: {d.eval_fraction})")
 
     recipe = parser.add_argument_group("training recipe")
+    recipe.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                        help="start from a named recipe (paper-cpu: batch 100 triplets with a same-paragraph hard "
+                             "negative, bf16, early stopping, sized for 2 CPU cores); options given explicitly win")
     recipe.add_argument("--alpha", type=float, default=d.alpha,
                         help=f"probability of a monolingual batch, else cross-lingual (default: {d.alpha})")
     recipe.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -79,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
     speed.add_argument("--freeze-word-embeddings", action="store_true",
                        help="do not train the word-embedding matrix (less memory and time on CPU)")
+    speed.add_argument("--max-memory-gb", type=float, default=None, metavar="GIB",
+                       help="memory the run may use (default: 80%% of what is available); a batch estimated not to "
+                            "fit trains with cached-mnrl (same gradients) in mini-batches that fit")
 
     output = parser.add_argument_group("output and checkpoints")
     output.add_argument("--output-dir", "-o", default=d.output_dir,
@@ -101,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
     base_model = args.base_model if args.base_model not in (None, "default") else None
-    return HybridTrainingConfig(
+    config = HybridTrainingConfig(
         base_model=base_model,
         train=args.train,
         train_langs=tuple(args.train_langs) if args.train_langs else None,
@@ -119,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         freeze_word_embeddings=args.freeze_word_embeddings,
         loss=args.loss,
         mini_batch_size=args.mini_batch_size,
+        max_memory_gb=args.max_memory_gb,
         scale=args.scale,
         hard_negatives=args.hard_negatives,
         query_prompt=args.query_prompt,
@@ -133,6 +141,9 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         logging_steps=args.logging_steps,
         gather_across_devices=args.gather_across_devices,
     )
+    if getattr(args, "recipe", None):
+        return apply_recipe(args.recipe, config)
+    return config
 
 
 def check_request(args: argparse.Namespace) -> HybridTrainingConfig:

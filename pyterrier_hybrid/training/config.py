@@ -47,6 +47,13 @@ class HybridTrainingConfig:
         loss: "mnrl" (MultipleNegativesRankingLoss) or "cached-mnrl" (CachedMultipleNegativesRankingLoss, the same
             objective computed in mini-batches of ``mini_batch_size``, for batches larger than memory allows).
         mini_batch_size: mini-batch size of "cached-mnrl".
+        fused_optimizer: AdamW as one fused kernel over all trainable weights (``torch.optim.AdamW(fused=True)``;
+            the same update; on CPU torch's default is a loop of about ten operations per weight tensor). False
+            gives the step of earlier versions (kept for benchmarks/training_speed.py).
+        max_memory_gb: memory (GiB) the run may use; None: what this process holds plus 80% of the memory still
+            available. Before the first step the trainer estimates the step's peak
+            (:mod:`pyterrier_hybrid.training.memory`); when "mnrl" would not fit it trains with "cached-mnrl" (same
+            loss and gradients) in the largest mini-batch that fits, and says so; when nothing fits it stops.
         scale: inverse temperature of the softmax over cosine similarities.
         hard_negatives: add a hard negative passage to each pair (LAReQA: another sentence of the same paragraph).
         query_prompt / passage_prompt: prefixes of queries / passages; None takes the model's prompts "query" /
@@ -83,6 +90,8 @@ class HybridTrainingConfig:
     freeze_word_embeddings: bool = False
     loss: str = "mnrl"
     mini_batch_size: int = 32
+    fused_optimizer: bool = True
+    max_memory_gb: float | None = None
     scale: float = 20.0
     hard_negatives: bool = False
     query_prompt: str | None = None
@@ -122,6 +131,8 @@ class HybridTrainingConfig:
             problems.append(f"warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps must be a positive integer or None, got {self.max_steps}")
+        if self.max_memory_gb is not None and not self.max_memory_gb > 0:
+            problems.append(f"max_memory_gb must be positive or None, got {self.max_memory_gb}")
         if self.max_eval_batches is not None and self.max_eval_batches < 1:
             problems.append(f"max_eval_batches must be a positive integer or None, got {self.max_eval_batches}")
         if self.epochs <= 0:

@@ -31,7 +31,9 @@ import numpy as np
 
 from ..provenance import versions
 from .config import CONFIG_FILE, HybridTrainingConfig
+from . import memory
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
+from .memory import EncoderShape, MemoryPlan, plan_batch_memory
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -50,6 +52,7 @@ __all__ = [
     "PreparedTraining",
     "build_training_dataset",
     "freeze_word_embeddings",
+    "plan_memory",
     "prepare_training",
     "train",
     "training_prompts",
@@ -127,6 +130,31 @@ def freeze_word_embeddings(model: SentenceTransformer) -> int:
     return weight.numel()
 
 
+def plan_memory(
+    model: SentenceTransformer, config: HybridTrainingConfig, dataset: Dataset, column_prompts: dict[str, str]
+) -> MemoryPlan:
+    """The loss and mini-batch this run trains with (see :mod:`pyterrier_hybrid.training.memory`): the memory model's
+    estimate of a step's peak for ``config`` against ``config.max_memory_gb`` or the memory available."""
+    import torch
+
+    columns = [c for c in ("anchor", "positive", "negative") if c in dataset.column_names]
+    lengths = memory.padded_lengths(model, [dataset[c] for c in columns], [column_prompts.get(c, "") for c in columns],
+                                    seed=config.seed)
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        resident = torch.cuda.memory_allocated()
+        budget = (config.max_memory_gb * memory.GIB if config.max_memory_gb is not None
+                  else resident + memory.SAFETY_FRACTION * free)
+        source = "--max-memory-gb" if config.max_memory_gb is not None else "GPU memory free"
+    else:
+        resident = memory.current_resident_bytes()
+        budget, source = memory.memory_budget_bytes(config.max_memory_gb, resident)
+    return plan_batch_memory(
+        EncoderShape.of(model), lengths, config.batch_size, bf16=config.bf16, loss=config.loss,
+        mini_batch_size=config.mini_batch_size, resident_bytes=resident, budget_bytes=budget, budget_source=source,
+    )
+
+
 def _eval_batch_size(dataset, rows: ParallelRows, config: HybridTrainingConfig, world_size: int) -> int:
     """The largest per-device batch (at most the training one) that fills the fixed validation batches.
 
@@ -189,6 +217,8 @@ def _check_output_dir(out: Path, config: HybridTrainingConfig, resume: bool) -> 
     saved_path = out / CONFIG_FILE
     if saved_path.is_file():
         differences = HybridTrainingConfig.load(saved_path).differences(config)
+        # The memory budget may change between sessions: it picks how a step is computed, not what it computes.
+        differences.pop("max_memory_gb", None)
         if differences:
             listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differences.items())
             raise ValueError(f"cannot resume {out} with a different configuration ({listed})")
@@ -336,6 +366,7 @@ class PreparedTraining:
     prompts: tuple[str, str]
     checkpoint: Path | None
     world_size: int
+    memory_plan: MemoryPlan
 
     @property
     def output_dir(self) -> Path:
@@ -372,6 +403,7 @@ class PreparedTraining:
                 "final_training_loss": train_losses[-1] if train_losses else None,
                 "best_validation_loss": min(eval_losses) if eval_losses else None,
                 "best_checkpoint": trainer.state.best_model_checkpoint,
+                "memory_plan": self.memory_plan.to_dict(),
                 "versions": versions(TRAINING_PACKAGES),
             }
             config.save(out / CONFIG_FILE, **run)
@@ -429,7 +461,7 @@ def prepare_training(
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        optim="adamw_torch",
+        optim="adamw_torch_fused" if config.fused_optimizer else "adamw_torch",
         lr_scheduler_type="linear",
         warmup_steps=config.warmup,
         max_steps=config.max_steps if config.max_steps is not None else -1,
@@ -467,14 +499,21 @@ def prepare_training(
 
     if args.process_index == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if checkpoint is None:
-            config.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model)
 
-    if config.loss == "cached-mnrl":
+    memory_plan = plan_memory(model, config, train_dataset, column_prompts)
+    if memory_plan.switched:
+        logger.warning("%s", memory_plan.reason)
+    else:
+        logger.info("memory: %s", memory_plan.reason)
+    if args.process_index == 0 and checkpoint is None:
+        config.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model,
+                    memory_plan=memory_plan.to_dict())
+
+    if memory_plan.loss == "cached-mnrl":
         loss = CachedMultipleNegativesRankingLoss(
             model,
             scale=config.scale,
-            mini_batch_size=config.mini_batch_size,
+            mini_batch_size=memory_plan.mini_batch_size,
             gather_across_devices=config.gather_across_devices,
         )
     else:
@@ -499,6 +538,7 @@ def prepare_training(
         prompts=prompts,
         checkpoint=checkpoint,
         world_size=world_size,
+        memory_plan=memory_plan,
     )
 
 

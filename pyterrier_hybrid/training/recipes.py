@@ -1,0 +1,115 @@
+"""Named training recipes: :class:`~pyterrier_hybrid.training.config.HybridTrainingConfig` values for a purpose.
+
+:data:`PAPER_CPU_RECIPE` is the paper's recipe (arXiv 2408.10536) sized for two CPU cores: batches of 100
+(question, answer sentence, same-paragraph negative) triplets, bfloat16 autocast, early stopping on the held-out
+loss. It trains on MLQA-R for the zero-shot MLQA-R -> XQuAD-R comparison (X-X-mono alpha 1, X-Y alpha 0, hybrid
+alpha 0.5; set ``alpha``, ``seed``, ``output_dir`` with :func:`dataclasses.replace`).
+
+What is kept from the paper and what is cut for the CPU:
+
+- kept: batch 100, one hard negative per pair (another sentence of the answer's paragraph: LAReQA's hard case),
+  AdamW lr 3e-5, weight decay 0.01, 10% warmup, InfoNCE over in-batch and hard negatives (scale 20), early stopping
+  on the held-out loss with the best checkpoint kept;
+- cut: candidates are the answer sentence alone (with its paragraph they cost 5-6 times more and the untrained
+  e5-small is worse with it: benchmarks/README.md (a)), at most 128 tokens, the word-embedding matrix frozen (82%
+  of e5-small's weights; the rest is trained), bf16 autocast.
+
+Time budget (one direction, 3 seeds x 3 systems in at most 150 minutes on 2 cores)::
+
+    MLQA-R with hard negatives: 14,127 training rows, 1,081 parallel ids (5% of the articles held out:
+    624 rows, 47 ids) -> an epoch is floor(1081 / 100) = 10 steps of batch 100.
+    Evaluation of one trained model on XQuAD-R (sentences, 11 languages): 206 s (measured by the CPU
+    comparison, benchmarks/results/paper_comparison/cpu); 9 models + base (200 s) + BM25 (34 s): 35 min.
+    Left for training: 150 - 35 = 115 min for 9 runs = 12.8 min (767 s) each, of which ~45 s go to loading the
+    model and data and ~5 s to each checkpoint.
+    Measured step of this recipe (benchmarks/training_speed.py, batch 100 triplets, optimised step):
+    STEP_SECONDS s on the shared machine -> at most MAX_STEPS steps -> EPOCHS epochs with a validation
+    of at most 4 batches per epoch, patience 2.
+
+The numbers in capitals are filled from the measurement in :data:`PAPER_CPU_TIME_BUDGET`. With early stopping a run
+usually ends before its last epoch; a run that is interrupted resumes from its last checkpoint (one per epoch,
+``train(config, resume=True)`` / ``pyterrier-hybrid train --resume``), and the progress bar shows the remaining time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import HybridTrainingConfig
+
+__all__ = ["PAPER_CPU_RECIPE", "PAPER_CPU_TIME_BUDGET", "RECIPES", "TimeBudget", "apply_recipe"]
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """How a recipe's epochs were chosen to fit a wall-clock budget (minutes, on the machine measured)."""
+
+    budget_min: float
+    runs: int
+    evaluation_min: float
+    overhead_per_run_s: float
+    step_s: float
+    eval_pass_s: float
+    steps_per_epoch: int
+
+    @property
+    def training_s_per_run(self) -> float:
+        return (self.budget_min - self.evaluation_min) * 60 / self.runs - self.overhead_per_run_s
+
+    @property
+    def max_epochs(self) -> int:
+        """Whole epochs (each: its steps and one validation pass) that fit in a run's share."""
+        return int(self.training_s_per_run // (self.steps_per_epoch * self.step_s + self.eval_pass_s))
+
+    def minutes(self, epochs: int) -> float:
+        """Wall-clock minutes of the whole direction when every run trains ``epochs`` epochs (no early stop)."""
+        per_run = self.overhead_per_run_s + epochs * (self.steps_per_epoch * self.step_s + self.eval_pass_s)
+        return self.evaluation_min + self.runs * per_run / 60
+
+
+#: Measured on the shared 2-core machine (see the module docstring and benchmarks/README.md (e)).
+PAPER_CPU_TIME_BUDGET = TimeBudget(
+    budget_min=150, runs=9, evaluation_min=35.0, overhead_per_run_s=60, step_s=10.0, eval_pass_s=10.0,
+    steps_per_epoch=10,
+)
+
+PAPER_CPU_RECIPE = HybridTrainingConfig(
+    train="lareqa/mlqa-r",
+    alpha=0.5,
+    batch_size=100,
+    hard_negatives=True,
+    learning_rate=3e-5,
+    weight_decay=0.01,
+    warmup=0.1,
+    epochs=float(PAPER_CPU_TIME_BUDGET.max_epochs),
+    candidate_text="sentence",
+    max_seq_length=128,
+    bf16=True,
+    freeze_word_embeddings=True,
+    eval_fraction=0.05,
+    eval_steps=PAPER_CPU_TIME_BUDGET.steps_per_epoch,
+    max_eval_batches=4,
+    early_stopping_patience=2,
+    save_steps=PAPER_CPU_TIME_BUDGET.steps_per_epoch,
+    save_total_limit=2,
+    logging_steps=5,
+    seed=42,
+    output_dir="runs/paper-cpu",
+)
+
+#: Recipes by name.
+RECIPES: dict[str, HybridTrainingConfig] = {"paper-cpu": PAPER_CPU_RECIPE}
+
+
+def apply_recipe(name: str, requested: HybridTrainingConfig) -> HybridTrainingConfig:
+    """Recipe ``name`` with the fields of ``requested`` that differ from the defaults laid over it (what
+    ``pyterrier-hybrid train --recipe NAME --max-steps 3 ...`` means: the options given explicitly win)."""
+    from dataclasses import replace
+
+    if name not in RECIPES:
+        from .config import TrainingConfigError
+
+        raise TrainingConfigError(f"unknown recipe {name!r}; expected one of {', '.join(sorted(RECIPES))}")
+    changed = {field: mine for field, (_, mine) in HybridTrainingConfig().differences(requested).items()}
+    if changed.get("train_langs") is not None:
+        changed["train_langs"] = tuple(changed["train_langs"])
+    return replace(RECIPES[name], **changed)
