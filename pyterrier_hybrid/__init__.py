@@ -42,6 +42,10 @@ _EXPORTS: dict[str, str] = {
     "DenseRetrieverFactory": ".retrieval",
     "ExactDenseRetriever": ".retrieval",
     "SentenceTransformerBiEncoder": ".retrieval",
+    "DebiasConfig": ".retrieval",
+    "DebiasedRetrieverFactory": ".retrieval",
+    "LanguageDebias": ".retrieval",
+    "LanguageIdentifier": ".retrieval",
     # evaluation
     "EvaluationResult": ".evaluation",
     "IrdsEvaluationConfig": ".evaluation",

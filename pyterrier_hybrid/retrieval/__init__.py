@@ -7,6 +7,8 @@
   pool, the retriever the LAReQA evaluation uses (exact ranks over the whole pool);
 - :class:`BM25Retriever` / :class:`BM25Factory` (``bm25``): BM25 over bm25s, no Java;
 - :class:`MultilingualTokenizer` (``tokenization``): ICU word breaking and Snowball stemming for 11 scripts;
+- :class:`LanguageDebias` / :class:`DebiasedRetrieverFactory` (``debias``): training-free removal of language
+  directions from query and passage vectors (mean centering, LIR, label-free principal directions);
 - :class:`SystemSpec` / :func:`build_factory` (``systems``): ``NAME=MODEL`` strings (``bm25``, ``default``, a hub
   id or a folder) to retriever factories, as the command line uses them.
 
@@ -31,6 +33,10 @@ _EXPORTS = {
     "SystemSpec": "systems",
     "SystemOptions": "systems",
     "build_factory": "systems",
+    "DebiasConfig": "debias",
+    "DebiasedRetrieverFactory": "debias",
+    "LanguageDebias": "debias",
+    "LanguageIdentifier": "debias_langid",
 }
 
 __all__ = sorted(_EXPORTS)

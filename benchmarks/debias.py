@@ -1,0 +1,551 @@
+"""Language-bias removal at retrieval time (issue 14): training-free debiasing alone and on top of trained models.
+
+Steps (each resumable: a result already saved is reused, so the script can be re-run as trained models appear):
+
+    python benchmarks/debias.py langid                       # language-ID accuracy on every LAReQA question
+    python benchmarks/debias.py choose-k --collection mlqa-r # k of lir / global, chosen with the base model on the
+                                                             # TRAINING collection of a direction (never XQuAD-R
+                                                             # for the MLQA-R -> XQuAD-R direction)
+    python benchmarks/debias.py run --train mlqa-r --eval xquad-r \\
+        --system base=default --system hybrid=benchmarks/results/debias/models/mlqa-r-hybrid ...
+    python benchmarks/debias.py report                       # table (md + csv), plot, per-language check
+
+Every system is evaluated with :func:`pyterrier_hybrid.evaluation.evaluate_lareqa` (sentence candidates, all
+languages of the evaluation collection, exact full-pool AP) without debiasing and with each method:
+
+- ``mean``: per-language mean centering with the candidates' means on both sides (fitted on each candidate pool
+  the evaluation asks for: nothing from the evaluation questions);
+- ``mean@TRAIN``: the same with query-side means from the training collection's questions (languages it lacks
+  fall back to the candidates' means of that language);
+- ``lir:K`` / ``global:K``: LIR per language / label-free top principal directions, K from ``choose-k``;
+- ``mean@EVAL`` (transductive, reported apart): query means from the evaluation questions' texts (no relevance).
+
+One DenseRetrieverFactory per model is shared by all its methods, so the pool and the questions are encoded once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "results" / "debias"
+K_GRID = (1, 2, 4, 8, 16)
+CHOICE_METHODS = ("lir", "global")
+SETTING_TYPES = ("monolingual", "cross-lingual", "multilingual")
+AIM = {"multilingual mAP": 0.65, "rank distance": 250, "monolingual mAP": 0.79}
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _write_run_json(path: Path, step: str, started: float, **extra) -> None:
+    record = {"command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO))
+                                               if Path(sys.argv[0]).is_absolute() else sys.argv[0]]
+                                              + sys.argv[1:]),
+              "step": step, "git_commit": _commit(), "python": platform.python_version(),
+              "machine": "2 CPU cores shared with other jobs (timings noisy)",
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "wall_time_s": round(time.perf_counter() - started, 1), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# language identification
+
+
+def langid(args) -> None:
+    from pyterrier_hybrid.datasets import lareqa_collection
+    from pyterrier_hybrid.retrieval.debias_langid import LanguageIdentifier
+
+    started = time.perf_counter()
+    rows = []
+    for collection in ("xquad-r", "mlqa-r"):
+        topics = lareqa_collection(collection).topics()
+        langs = sorted(set(topics["lang"]))
+        gold = topics["lang"].to_numpy(object)
+        for backend in ("py3langid", "lingua"):
+            for restricted in (True, False):
+                t0 = time.perf_counter()
+                identifier = LanguageIdentifier(langs if restricted else None, backend=backend)
+                predicted = np.asarray(identifier(topics["query"].tolist()), dtype=object)
+                wall = time.perf_counter() - t0
+                correct = predicted == gold
+                row = {"collection": collection, "backend": backend,
+                       "languages": "the collection's" if restricted else "all the library knows",
+                       "accuracy": correct.mean(), "questions": len(gold), "wall_s": round(wall, 1)}
+                row.update({lang: correct[gold == lang].mean() for lang in langs})
+                rows.append(row)
+                print(f"{collection} {backend} restricted={restricted}: {correct.mean():.4f} ({wall:.1f} s)")
+    frame = pd.DataFrame(rows)
+    OUT.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(OUT / "langid.csv", index=False)
+    (OUT / "langid.md").write_text(
+        "# Language identification of the LAReQA questions (all of them)\n\nAccuracy overall and per language "
+        "(ISO 639-1), restricted to the collection's languages or over all the library knows.\n\n"
+        + frame.to_markdown(index=False, floatfmt=".4f") + "\n", encoding="utf-8")
+    _write_run_json(OUT / "langid_run.json", "langid", started)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _options(args):
+    from pyterrier_hybrid.retrieval.systems import SystemOptions
+
+    return SystemOptions(candidate_text="sentence", precision="auto", batch_size=args.batch_size, verbose=True)
+
+
+def _result_dir(kind: str, collection: str, system: str, method: str) -> Path:
+    from pyterrier_hybrid.retrieval.systems import debias_slug
+
+    return OUT / kind / collection / system / (debias_slug(method) if method else "none")
+
+
+def _evaluate(factory, collection: str, out: Path, system: str, method: str, extra: dict) -> dict:
+    """Evaluate (or reuse a saved evaluation) and return the summary row."""
+    from pyterrier_hybrid.evaluation import EvaluationResult, LAReQAEvaluationConfig, evaluate_lareqa
+
+    if (out / "summary.json").is_file():
+        result = EvaluationResult.load(out)
+        record = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+        wall = record.get("wall_time_s")
+    else:
+        started = time.perf_counter()
+        result = evaluate_lareqa(factory, collection, system=f"{system}+{method}" if method else system,
+                                 config=LAReQAEvaluationConfig(per_query=False, cross_check=False))
+        wall = round(time.perf_counter() - started, 1)
+        result.save(out)
+        (out / "run.json").write_text(json.dumps({"system": system, "method": method or "none", **extra,
+                                                  "wall_time_s": wall, "git_commit": _commit()}, indent=2) + "\n")
+    summary = result.summary_dict()
+    return {"collection": getattr(collection, "name", collection), "system": system, "method": method or "none", **extra,
+            "mono mAP": summary["monolingual"]["mAP"], "cross mAP": summary["cross-lingual"]["mAP"],
+            "multi mAP": summary["multilingual"]["mAP"], "R@1": summary["multilingual"].get("R@1"),
+            "R@10": summary["multilingual"].get("R@10"), "rank distance": summary["multilingual"]["RankDistance"],
+            "wall_s": wall}
+
+
+VECTORS = OUT / "models" / "vectors"  # gitignored (benchmarks/results/**/models/)
+
+
+def _store(label: str, collection: str, kind: str) -> Path:
+    return VECTORS / f"{label}--{collection}--{kind}.npy"
+
+
+def prefill(base, label: str, candidate_collections=(), query_collections=(), subset=None,
+            question_samples: dict | None = None) -> None:
+    """Fill the base factory's caches with every candidate / question of the collections, from ``.npy`` files
+    saved by an earlier run (the machine is shared and slow: encodings must survive a restart) or by encoding now.
+
+    The stored rows follow the collection's order, which the caches' keys (docno, text) / (qid, query) reproduce.
+    """
+    from pyterrier_hybrid.datasets import lareqa_collection
+    from pyterrier_hybrid.retrieval.biencoder import candidate_texts
+
+    VECTORS.mkdir(parents=True, exist_ok=True)
+    for kind, collections in (("candidates", candidate_collections), ("questions", query_collections)):
+        for collection in collections:
+            coll = subset or lareqa_collection(collection)
+            sample = (question_samples or {}).get(collection) if kind == "questions" else None
+            coll = sample or coll
+            if kind == "candidates":
+                frame = coll.candidates()
+                texts = candidate_texts(frame, base.encoder.candidate_text, base.encoder.text_field)
+                keys, cache, encode = list(zip(frame["docno"].astype(str), texts)), base.candidate_cache, \
+                    base.encoder.encode_docs
+            else:
+                frame = coll.topics()
+                texts = frame["query"].astype(str).tolist()
+                keys, cache, encode = list(zip(frame["qid"].astype(str), texts)), base.query_cache, \
+                    base.encoder.encode_queries
+            path = _store(label, collection + ("-subset" if subset else "") + (f"-q{sample.step}" if sample else ""),
+                          kind)
+            if path.is_file():
+                stored = np.load(path)
+                if stored.shape[0] != len(keys):
+                    raise SystemExit(f"{path}: {stored.shape[0]} vectors for {len(keys)} {kind}; delete it")
+                index_of = {key: i for i, key in enumerate(keys)}
+                rows = [index_of[key] for key in _new_keys(keys, cache)]
+                cache.vectors(keys, texts, lambda _texts: stored[rows])
+                print(f"{label}: {len(keys)} {kind} of {collection} from {path.name}", flush=True)
+            else:
+                print(f"{label}: encoding {len(keys)} {kind} of {collection}", flush=True)
+                vectors = cache.vectors(keys, texts, encode)
+                np.save(path, vectors)
+
+
+def _new_keys(keys, cache) -> list:
+    seen, out = set(), []
+    for key in keys:
+        if key not in cache._row_of and key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def _factory(base, method: str | None, query_topics=None):
+    from pyterrier_hybrid.retrieval.debias import DebiasConfig, DebiasedRetrieverFactory
+
+    if not method:
+        return base
+    return DebiasedRetrieverFactory(base, DebiasConfig.parse(method.partition("@")[0]), query_topics=query_topics,
+                                    label=method)
+
+
+class ParallelIdSample:
+    """A LAReQA collection cut to every ``step``-th parallel id (sorted): those questions in every language, and
+    every sentence of the paragraphs that hold their relevant candidates."""
+
+    def __init__(self, name: str, step: int):
+        from pyterrier_hybrid.datasets import lareqa_collection
+
+        self._collection = lareqa_collection(name)
+        self.name = name
+        topics = self._collection.topics()
+        ids = sorted(set(topics["parallel_id"]))[::step]
+        self._topics = topics[topics["parallel_id"].isin(set(ids))].reset_index(drop=True)
+        candidates = self._collection.candidates()
+        qrels = self._collection.qrels()
+        relevant = set(qrels.loc[qrels["qid"].isin(set(self._topics["qid"])) & (qrels["label"] > 0), "docno"])
+        holding = candidates[candidates["docno"].isin(relevant)]
+        # the paragraphs that hold a relevant candidate (all their sentences): a pool small enough to encode on a
+        # shared 2-core machine, with the sentence-level distractors of LAReQA's task
+        paragraphs = set(zip(holding["lang"], holding["context"]))
+        keep = [pair in paragraphs for pair in zip(candidates["lang"], candidates["context"])]
+        self._candidates = candidates[keep].reset_index(drop=True)
+
+    def check_languages(self, langs):
+        return self._collection.check_languages(langs)
+
+    def candidates(self, langs=None):
+        langs = self.check_languages(langs)
+        return self._candidates[self._candidates["lang"].isin(langs)].reset_index(drop=True)
+
+    def topics(self, langs=None, doc_langs=None):
+        langs = self.check_languages(langs)
+        return self._topics[self._topics["lang"].isin(langs)].reset_index(drop=True)
+
+    def qrels(self, query_langs=None, doc_langs=None):
+        qrels = self._collection.qrels(query_langs, doc_langs)
+        keep = qrels["qid"].isin(set(self._topics["qid"])) & qrels["docno"].isin(set(self._candidates["docno"]))
+        return qrels[keep].reset_index(drop=True)
+
+
+class QuestionSample:
+    """A LAReQA collection with every candidate but only the questions of every ``step``-th parallel id (sorted),
+    in every language: the full pools, a systematic sample of the questions (unbiased for the mean AP)."""
+
+    def __init__(self, name: str, step: int):
+        from pyterrier_hybrid.datasets import lareqa_collection
+
+        self._collection = lareqa_collection(name)
+        self.name = name
+        self.step = step
+        ids = sorted(set(self._collection.topics()["parallel_id"]))[::step]
+        self._ids = set(ids)
+
+    def check_languages(self, langs):
+        return self._collection.check_languages(langs)
+
+    def candidates(self, langs=None):
+        return self._collection.candidates(langs)
+
+    def topics(self, langs=None, doc_langs=None):
+        topics = self._collection.topics(langs, doc_langs)
+        return topics[topics["parallel_id"].isin(self._ids)].reset_index(drop=True)
+
+    def qrels(self, query_langs=None, doc_langs=None):
+        qrels = self._collection.qrels(query_langs, doc_langs)
+        return qrels[qrels["qid"].isin(set(self.topics(query_langs, doc_langs)["qid"]))].reset_index(drop=True)
+
+
+def choose_k(args) -> None:
+    """Evaluate lir:K and global:K for the base model on a sample of ``--collection`` (every ``--step``-th parallel
+    id) and keep the K of best multilingual mAP."""
+    from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory
+
+    started = time.perf_counter()
+    base = build_factory(SystemSpec("base", args.model), _options(args))
+    sample = ParallelIdSample(args.collection, args.sample_step)
+    print(f"k choice on {args.collection}: {len(sample.topics())} questions, {len(sample.candidates())} candidates")
+    prefill(base, "default" if args.model == "default" else Path(args.model).name, [args.collection],
+            [args.collection], subset=sample)
+    rows = [_evaluate(base, sample, _result_dir("k_choice", args.collection, "base", ""), "base", "",
+                      {"role": "k choice"})]
+    for method in CHOICE_METHODS:
+        for k in args.k:
+            label = f"{method}:{k}"
+            rows.append(_evaluate(_factory(base, label), sample,
+                                  _result_dir("k_choice", args.collection, "base", label), "base", label,
+                                  {"role": "k choice"}))
+            print(pd.DataFrame(rows).tail(1).to_string(index=False))
+    frame = pd.DataFrame(rows)
+    chosen = {}
+    for method in CHOICE_METHODS:
+        of = frame[frame["method"].str.startswith(method + ":")]
+        best = of.loc[of["multi mAP"].idxmax()]
+        chosen[method] = int(best["method"].split(":")[1])
+    folder = OUT / "k_choice" / args.collection
+    frame.to_csv(folder / "k_choice.csv", index=False)
+    (folder / "k_choice.md").write_text(
+        f"# k of lir / global chosen on {args.collection} with the untrained base model\n\nSample: every "
+        f"{args.sample_step}th parallel id ({len(sample.topics())} questions; the {len(sample.candidates())} sentences of "
+        f"the paragraphs holding their answers). Criterion: the best multilingual mAP. Chosen: {chosen}.\n\n" + frame.drop(columns=["role"]).to_markdown(
+            index=False, floatfmt=".4f") + "\n", encoding="utf-8")
+    (folder / "chosen_k.json").write_text(json.dumps(chosen, indent=2) + "\n")
+    _write_run_json(folder / "run.json", "choose-k", started, model=args.model, ks=list(args.k), chosen=chosen,
+                    step=args.sample_step, questions=len(sample.topics()), candidates=len(sample.candidates()))
+    print(f"chosen on {args.collection}: {chosen}")
+
+
+def chosen_k(train: str) -> dict:
+    path = OUT / "k_choice" / train / "chosen_k.json"
+    if not path.is_file():
+        raise SystemExit(f"no k chosen on {train} yet: run `python benchmarks/debias.py choose-k --collection {train}`")
+    return json.loads(path.read_text())
+
+
+def run(args) -> None:
+    from pyterrier_hybrid.datasets import lareqa_collection
+    from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory
+
+    started = time.perf_counter()
+    methods = ["", "mean", f"mean@{args.train}"]
+    if not args.no_transductive:
+        methods.append(f"mean@{args.eval}")
+    k_source = None
+    if args.lir_k and args.global_k:
+        methods += [f"lir:{args.lir_k}", f"global:{args.global_k}"]
+        k_source = "a priori (--lir-k / --global-k)"
+    elif (OUT / "k_choice" / args.train / "chosen_k.json").is_file():
+        ks = chosen_k(args.train)
+        methods += [f"lir:{ks['lir']}", f"global:{ks['global']}"]
+        k_source = args.train
+    else:
+        print(f"no k chosen on {args.train} yet: lir and global rows left for a later run", flush=True)
+    methods += [m for m in args.extra_method if m not in methods]
+    samples = {c: QuestionSample(c, step) for c, step in ((args.eval, args.question_step),
+                                                          (args.train, args.stats_step)) if step > 1}
+    evaluated = samples.get(args.eval) or args.eval
+    queries = {c: (samples[c] if c in samples else lareqa_collection(c)).topics() for c in {args.train, args.eval}}
+    rows = []
+    for text in args.system:
+        spec = SystemSpec.parse(text)
+        todo = [m for m in methods if not (_result_dir("runs", args.eval, spec.name, m) / "summary.json").is_file()]
+        base = build_factory(SystemSpec(spec.name, spec.model), _options(args))
+        if todo:
+            prefill(base, "default" if spec.model == "default" else Path(spec.model).name, [args.eval],
+                    sorted({args.eval, args.train}), question_samples=samples)
+        for method in methods:
+            source = method.partition("@")[2]
+            factory = _factory(base, method, queries[source] if source else None)
+            extra = {"train": args.train, "transductive": source == args.eval,
+                     "k chosen on": k_source if method.startswith(("lir", "global")) else None,
+                     "questions": f"every {args.question_step}th parallel id" if args.question_step > 1 else "all",
+                     "query statistics": (f"every {args.stats_step}th parallel id of {source}"
+                                          if source and source in samples else (f"all of {source}" if source
+                                                                               else None))}
+            out = _result_dir("runs", args.eval, spec.name, method)
+            rows.append(_evaluate(factory, evaluated, out, spec.name, method, extra))
+            print(pd.DataFrame(rows).tail(1).drop(columns=["collection", "train"]).to_string(index=False), flush=True)
+        del base
+    _write_run_json(OUT / "runs" / args.eval / f"run_{'_'.join(SystemSpec.parse(t).name for t in args.system)}.json",
+                    "run", started, train=args.train, eval=args.eval, systems=args.system, methods=methods)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# report
+
+
+def _load_rows() -> pd.DataFrame:
+    rows = []
+    for summary in sorted((OUT / "runs").glob("*/*/*/summary.json")):
+        folder = summary.parent
+        record = json.loads((folder / "run.json").read_text())
+        data = json.loads(summary.read_text())["summary"]
+        rows.append({"eval": folder.parts[-3], "train": record.get("train"), "system": record["system"],
+                     "method": record["method"], "transductive": record.get("transductive", False),
+                     "questions": record.get("questions", "all"), "k chosen on": record.get("k chosen on"),
+                     "mono mAP": data["monolingual"]["mAP"], "cross mAP": data["cross-lingual"]["mAP"],
+                     "multi mAP": data["multilingual"]["mAP"], "R@10": data["multilingual"].get("R@10"),
+                     "rank distance": data["multilingual"]["RankDistance"], "wall_s": record.get("wall_time_s"),
+                     "folder": str(folder.relative_to(OUT))})
+    return pd.DataFrame(rows)
+
+
+SYSTEM_ORDER = ("base", "X-X-mono", "X-Y", "hybrid")
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    system_rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
+    method_rank = lambda m: (m.startswith("mean@") and 2) or {"none": 0, "mean": 1}.get(m, 3 if m.startswith("lir")
+                                                                                         else 4)
+    frame = frame.assign(_s=frame["system"].map(lambda s: system_rank.get(s, 9)),
+                         _m=frame["method"].map(method_rank) + frame["transductive"].astype(int) * 10)
+    return frame.sort_values(["eval", "_s", "_m"]).drop(columns=["_s", "_m"])
+
+
+def per_language_mono(frame: pd.DataFrame) -> pd.DataFrame:
+    """Monolingual AP per language, every system x method, with the change against the same system undebiased."""
+    rows = []
+    for _, row in frame.iterrows():
+        per_setting = pd.read_csv(OUT / row["folder"] / "per_setting.csv")
+        mono = per_setting[(per_setting["setting_type"] == "monolingual") & (per_setting["measure"] == "AP")]
+        for _, setting in mono.iterrows():
+            rows.append({"eval": row["eval"], "system": row["system"], "method": row["method"],
+                         "transductive": row["transductive"], "lang": setting["query_lang"],
+                         "mono AP": setting["value"]})
+    long = pd.DataFrame(rows)
+    none = long[long["method"] == "none"].set_index(["eval", "system", "lang"])["mono AP"]
+    long["change"] = long["mono AP"].to_numpy() - none.reindex(
+        pd.MultiIndex.from_frame(long[["eval", "system", "lang"]])).to_numpy()
+    return long
+
+
+def report(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = _order(_load_rows())
+    if frame.empty:
+        raise SystemExit("no results under benchmarks/results/debias/runs yet")
+    table = frame.drop(columns=["folder"])
+    table.to_csv(OUT / "debias.csv", index=False)
+    lines = ["# Language-bias removal at retrieval time (issue 14)", "",
+             "Sentence candidates, all languages of the evaluation collection, exact full-pool AP; one training "
+             "seed (42): differences below ~0.01 are within seed noise. `transductive` rows fit query statistics "
+             "on the evaluation questions' texts (never their relevance) and are reported apart.", ""]
+    for eval_collection, of in table.groupby("eval", sort=False):
+        lines += [f"## evaluation on {eval_collection} (trained on {of['train'].iloc[0]})", "",
+                  of.drop(columns=["eval", "train"]).to_markdown(index=False, floatfmt=".4f"), ""]
+    mono = per_language_mono(frame)
+    mono.to_csv(OUT / "per_language_mono.csv", index=False)
+    pivot = mono[~mono["method"].eq("none")].pivot_table(index=["eval", "system", "method"], columns="lang",
+                                                         values="change")
+    pivot["worst"] = pivot.min(axis=1)
+    lines += ["## Does debiasing hurt monolingual search anywhere?", "",
+              "Change of monolingual AP per language (debiased minus the same system undebiased):", "",
+              pivot.reset_index().to_markdown(index=False, floatfmt="+.4f"), ""]
+    (OUT / "debias.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    # plot: multilingual mAP and rank distance per system, one bar per method, one row per evaluation collection
+    evals = list(dict.fromkeys(table["eval"]))
+    fig, axes = plt.subplots(len(evals), 2, figsize=(13, 4.2 * len(evals)), squeeze=False)
+    for row_axes, eval_collection in zip(axes, evals):
+        of = table[table["eval"] == eval_collection]
+        systems = list(dict.fromkeys(of["system"]))
+        methods = list(dict.fromkeys(of["method"]))
+        width = 0.8 / len(methods)
+        for axis, measure in zip(row_axes, ("multi mAP", "rank distance")):
+            for j, method in enumerate(methods):
+                values = [of[(of["system"] == s) & (of["method"] == method)][measure].mean() for s in systems]
+                label = method + (" (transductive)" if of[of["method"] == method]["transductive"].any() else "")
+                axis.bar(np.arange(len(systems)) + (j - (len(methods) - 1) / 2) * width, values, width, label=label)
+            axis.set_xticks(np.arange(len(systems)), systems)
+            axis.set_title(f"{eval_collection}: {measure}" + (" (lower is better)" if "distance" in measure else ""))
+            if measure == "multi mAP" and eval_collection == "xquad-r":
+                axis.axhline(AIM["multilingual mAP"], color="k", ls="--", lw=0.8)
+            if measure == "rank distance" and eval_collection == "xquad-r":
+                axis.axhline(AIM["rank distance"], color="k", ls="--", lw=0.8)
+        row_axes[1].legend(fontsize=8, loc="upper right")
+    fig.suptitle("Debiasing alone (base) and on top of trained systems; dashed: the issue's aim", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(OUT / "debias.png", dpi=120)
+    print((OUT / "debias.md").read_text())
+
+
+def language_variance(args) -> None:
+    """Share of each top principal direction's variance that language identity explains (eta squared), for the
+    base model's candidate pool: the label-free method's premise."""
+    from pyterrier_hybrid.datasets import lareqa_collection
+    from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory
+
+    started = time.perf_counter()
+    factory = build_factory(SystemSpec("base", args.model), _options(args))
+    prefill(factory, "default" if args.model == "default" else Path(args.model).name, args.collections)
+    rows = []
+    for collection in args.collections:
+        candidates = lareqa_collection(collection).candidates()
+        retriever = factory(candidates)
+        langs = pd.Series(candidates["lang"].to_numpy(object), index=candidates["docno"].astype(str)).reindex(
+            retriever.docnos).to_numpy(object)
+        centred = retriever.doc_vectors - retriever.doc_vectors.mean(axis=0)
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        total = (singular ** 2).sum()
+        for i in range(args.k):
+            projection = centred @ vt[i]
+            by_lang = pd.Series(projection).groupby(langs)
+            between = (by_lang.size() * by_lang.mean() ** 2).sum() / (projection ** 2).sum()
+            rows.append({"collection": collection, "direction": i + 1,
+                         "share of pool variance": singular[i] ** 2 / total, "explained by language (eta^2)": between})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(OUT / "language_variance.csv", index=False)
+    (OUT / "language_variance.md").write_text(
+        "# How much of the top principal directions of the candidate pool is language identity?\n\nBase model, "
+        "sentence candidates, all languages; eta^2 = between-language share of the variance along the direction.\n\n"
+        + frame.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8")
+    _write_run_json(OUT / "language_variance_run.json", "language-variance", started)
+    print(frame.to_string(index=False))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    sub.add_parser("langid", help="language-ID accuracy on all LAReQA questions")
+    p = sub.add_parser("choose-k", help="k of lir/global on a training collection, base model")
+    p.add_argument("--collection", required=True, choices=["mlqa-r", "xquad-r"])
+    p.add_argument("--model", default="default")
+    p.add_argument("--k", type=int, nargs="+", default=list(K_GRID))
+    p.add_argument("--step", dest="sample_step", type=int, default=5,
+                   help="keep every STEP-th parallel id (default 5: a fifth)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p = sub.add_parser("run", help="systems x methods on one direction")
+    p.add_argument("--train", required=True, choices=["mlqa-r", "xquad-r"])
+    p.add_argument("--eval", required=True, choices=["mlqa-r", "xquad-r"])
+    p.add_argument("--system", action="append", required=True, metavar="NAME=MODEL")
+    p.add_argument("--no-transductive", action="store_true")
+    p.add_argument("--question-step", type=int, default=1,
+                   help="evaluate the questions of every STEP-th parallel id only (all candidates stay)")
+    p.add_argument("--stats-step", type=int, default=1,
+                   help="query statistics from every STEP-th parallel id of the training collection's questions")
+    p.add_argument("--lir-k", type=int, default=None, help="k of lir, fixed a priori (else from choose-k)")
+    p.add_argument("--global-k", type=int, default=None, help="k of global, fixed a priori (else from choose-k)")
+    p.add_argument("--extra-method", action="append", default=[], help="more methods (sensitivity rows)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p = sub.add_parser("language-variance", help="eta^2 of language along the pool's top principal directions")
+    p.add_argument("--model", default="default")
+    p.add_argument("--collections", nargs="+", default=["xquad-r", "mlqa-r"])
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    sub.add_parser("report", help="table, plot and per-language check from the saved results")
+    args = parser.parse_args(argv)
+    for name, value in {"HF_HUB_OFFLINE": "1"}.items():
+        os.environ.setdefault(name, value)
+    {"langid": langid, "choose-k": choose_k, "run": run, "report": report,
+     "language-variance": language_variance}[args.step](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
