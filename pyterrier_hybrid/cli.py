@@ -21,6 +21,7 @@ SUBCOMMANDS = {
                 "the paper's comparison: train alphas, evaluate zero-shot across collections, significance, sweep"),
     "robustness": ("pyterrier_hybrid.experiments.robustness_cli",
                    "every system on clean vs perturbed queries, or (--domain-shift) in- vs cross-collection training"),
+    "index": ("pyterrier_hybrid.retrieval.sharded", "encode a collection into a FlexIndex on disk (sharded under torchrun)"),
 }
 
 

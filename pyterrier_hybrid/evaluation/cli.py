@@ -34,6 +34,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: bfloat16 autocast where the processor supports it, else float32")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="texts encoded at once (default: 64)")
     parser.add_argument("--out", default="results", help="output folder")
+    large = parser.add_argument_group(
+        "dense retrieval on ir_datasets collections (not LAReQA)",
+        "documents stream through the encoder into a FlexIndex on disk; memory per retriever for n documents of d "
+        "dimensions (vectors = n x d x 4 bytes): exact scans the memory-mapped vectors block by block (little "
+        "memory); faiss-flat holds the vectors; faiss-hnsw the vectors + a graph of ~n x 64 x 8 bytes; faiss-ivf "
+        "the vectors + centroids")
+    large.add_argument("--index-dir", default=None,
+                       help="index folder, reused when built from the same collection, model and candidate text "
+                            "(e.g. by 'pyterrier-hybrid index' under torchrun); default: OUT/SYSTEM/index; with "
+                            "several --model, one subfolder per system")
+    large.add_argument("--overwrite-index", action="store_true",
+                       help="delete an index folder built from something else (or unfinished) and build again")
+    large.add_argument("--retriever", choices=["exact", "faiss-flat", "faiss-hnsw", "faiss-ivf"], default="exact",
+                       help="exact (default) and faiss-flat give exact scores; faiss-hnsw and faiss-ivf approximate")
+    large.add_argument("--hnsw-ef-search", type=positive_int, default=None,
+                       help="faiss-hnsw candidate list per query (higher: better recall, slower)")
+    large.add_argument("--ivf-nprobe", type=positive_int, default=None,
+                       help="faiss-ivf lists searched per query (higher: better recall, slower)")
+    large.add_argument("--ivf-nlist", type=positive_int, default=None, help="faiss-ivf lists (default: ~sqrt(n))")
 
 
 def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] | None]:
@@ -90,6 +109,19 @@ def _check_irds_id(dataset_id: str) -> None:
                         "queries and qrels")
 
 
+def _irds_config(args: argparse.Namespace, spec, n_systems: int):
+    from ..retrieval.large import RetrieverConfig
+    from .runner import IrdsEvaluationConfig
+
+    tuning = {"hnsw_ef_search": args.hnsw_ef_search, "ivf_n_probe": args.ivf_nprobe, "ivf_n_list": args.ivf_nlist}
+    index_dir = Path(args.index_dir) if args.index_dir else Path(args.out) / spec.name / "index"
+    if args.index_dir and n_systems > 1:
+        index_dir = index_dir / spec.name
+    return IrdsEvaluationConfig(
+        index_dir=str(index_dir), overwrite_index=args.overwrite_index,
+        retriever=RetrieverConfig(args.retriever, **{k: v for k, v in tuning.items() if v is not None}))
+
+
 def run(args: argparse.Namespace) -> int:
     specs, collection, langs = check_request(args)
 
@@ -107,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
             result = evaluate_lareqa(factory, collection[len(LAREQA_PREFIX):], langs, system=spec.name)
         else:
-            result = evaluate_irds(factory, collection, system=spec.name)
+            result = evaluate_irds(factory, collection, system=spec.name, config=_irds_config(args, spec, len(specs)))
         wall = time.perf_counter() - started
         paths = result.save(out / spec.name)
         (out / spec.name / "run.json").write_text(json.dumps({

@@ -22,9 +22,11 @@ results frame is used (fine for monolingual and cross-lingual settings, slow for
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -46,6 +48,9 @@ from .measures import (
 )
 from .report import EvaluationResult, build_result
 from .settings import EvaluationSetting, group_by_candidates, lareqa_settings
+
+if TYPE_CHECKING:
+    from ..retrieval.large import RetrieverConfig
 
 SCORE_MATRIX_METHOD = "score_matrix"
 
@@ -363,26 +368,41 @@ def _describe(factory) -> str:
 
 @dataclass(frozen=True)
 class IrdsEvaluationConfig:
-    """How :func:`evaluate_irds` measures.
+    """How :func:`evaluate_irds` measures (and, for dense systems, where it keeps the index and how it searches).
 
     Attributes:
         measures: ir_measures measures. AP is taken at the run depth (``AP@1000``: trec_eval's usual depth of 1000
             results per query), not over the whole corpus.
         run_depth: results kept per query (a retriever's own results frame is cut there too).
-        query_batch_size: queries scored at once.
+        query_batch_size: queries retrieved at once.
         show_progress: tqdm bars.
+        index_dir: folder of the dense index (:class:`~pyterrier_hybrid.retrieval.large.ShardedIndex`); reused when
+            it was built from the same dataset, model and candidate text; ``None``: a temporary folder, deleted
+            afterwards.
+        overwrite_index: delete a non-matching index at ``index_dir`` and build again (otherwise an error).
+        retriever: which retriever searches the dense index (exact, FAISS flat / HNSW / IVF) and its parameters;
+            its ``num_results`` is replaced by ``run_depth``.
+        encode_chunk_size: documents read and encoded at a time while indexing.
     """
 
     measures: tuple[str, ...] = ("nDCG@10", "R@100", "AP@1000")
     run_depth: int = 1000
     query_batch_size: int = 256
     show_progress: bool = True
+    index_dir: str | None = None
+    overwrite_index: bool = False
+    retriever: "RetrieverConfig | None" = None
+    encode_chunk_size: int = 4096
 
     def __post_init__(self):
         import ir_measures
 
         if self.run_depth < 1:
             raise ValueError(f"run_depth must be >= 1, got {self.run_depth}")
+        if self.query_batch_size < 1:
+            raise ValueError(f"query_batch_size must be >= 1, got {self.query_batch_size}")
+        if self.encode_chunk_size < 1:
+            raise ValueError(f"encode_chunk_size must be >= 1, got {self.encode_chunk_size}")
         for name in self.measures:
             measure = ir_measures.parse_measure(name)
             cutoff = measure.params.get("cutoff")
@@ -391,7 +411,7 @@ class IrdsEvaluationConfig:
 
 
 def evaluate_irds(
-    retriever_factory: RetrieverFactory,
+    retriever_factory,
     irds_id: str,
     *,
     system: str | None = None,
@@ -399,8 +419,16 @@ def evaluate_irds(
 ) -> EvaluationResult:
     """Evaluate a retriever on any ir_datasets dataset with docs, queries and qrels, as one plain setting.
 
-    The retriever is built once over all the dataset's documents (``docno``, ``text`` and the documents' other
-    fields); each query's run is its top ``run_depth`` results. ``irds:`` prefixes are accepted.
+    Args:
+        retriever_factory: a dense system, i.e. a ``pyterrier_dr.BiEncoder`` or a factory with one as ``encoder``
+            (:class:`~pyterrier_hybrid.retrieval.DenseRetrieverFactory`): the documents stream from ``docs_iter()``
+            in chunks through the encoder into a FlexIndex on disk (``config.index_dir``, reused when it matches),
+            and queries are searched with ``config.retriever``; nothing holds all texts or all vectors. Any other
+            factory (``factory(candidates) -> retriever``, e.g. BM25) gets every document in one frame (``docno``,
+            ``text`` and the documents' other fields) and is for collections that fit in memory.
+        irds_id: the dataset (``irds:`` prefixes are accepted).
+
+    Each query's run is its top ``run_depth`` results, from the retriever's results frames.
     """
     import ir_datasets
 
@@ -410,20 +438,25 @@ def evaluate_irds(
     for part in ("docs", "queries", "qrels"):
         if not getattr(dataset, f"has_{part}")():
             raise ValueError(f"ir_datasets dataset {irds_id!r} has no {part}; evaluation needs docs, queries and qrels")
-    candidates = _documents_frame(dataset, config.show_progress)
     topics = _queries_frame(dataset)
     qrels = pd.DataFrame(
         [(q.query_id, q.doc_id, int(q.relevance)) for q in dataset.qrels_iter()], columns=["qid", "docno", "label"]
     )
-    retriever = retriever_factory(candidates)
-    run = _top_run(retriever, candidates, topics, config)
+    encoder = _dense_encoder(retriever_factory)
+    if encoder is not None:
+        with _dense_retriever(encoder, dataset, irds_id, config) as (retriever, n_documents, how):
+            run = _run(retriever, topics, config)
+    else:
+        candidates = _documents_frame(dataset, config.show_progress)
+        n_documents, how = len(candidates), "all documents in memory"
+        run = _run(retriever_factory(candidates), topics, config)
     per_query = _ir_measures_frame(run, qrels, config.measures, topics)
     per_query.insert(0, "setting", irds_id)
     per_query.insert(1, "setting_type", "ad hoc")
     per_query.insert(3, "query_lang", _language(dataset.queries_lang))
     per_query.insert(4, "doc_lang", _language(dataset.docs_lang))
-    notes = [f"{irds_id}: {len(candidates)} documents, {per_query.shape[0]} judged queries; runs of depth "
-             f"{config.run_depth}; measures by ir_measures"]
+    notes = [f"{irds_id}: {n_documents} documents, {per_query.shape[0]} judged queries; runs of depth "
+             f"{config.run_depth} ({how}); measures by ir_measures"]
     return build_result(collection=irds_id, system=system or _describe(retriever_factory), langs=(),
                         per_query=per_query, notes=tuple(notes), keep_per_query=True)
 
@@ -435,15 +468,52 @@ def _language(method) -> str:
         return ""
 
 
+def _dense_encoder(system):
+    """The pyterrier-dr BiEncoder of a dense system (the system itself or its ``encoder``), else ``None``."""
+    import pyterrier_dr
+
+    for candidate in (system, getattr(system, "encoder", None)):
+        if isinstance(candidate, pyterrier_dr.BiEncoder):
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def _dense_retriever(encoder, dataset, irds_id: str, config: IrdsEvaluationConfig):
+    """``encoder.query_encoder() >> index.retriever(...)`` over the streamed index of the dataset's documents."""
+    from ..retrieval.large import RetrieverConfig, ShardedIndex, index_identity, irds_documents
+
+    retriever_config = replace(config.retriever or RetrieverConfig(), num_results=config.run_depth)
+    with contextlib.ExitStack() as stack:
+        index_dir = config.index_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="irds-index-"))
+        index = ShardedIndex(index_dir)
+        identity = index_identity(irds_id, encoder)
+        reused = index.check_reusable(identity, overwrite=config.overwrite_index)
+        if not reused:
+            documents = irds_documents(dataset)
+            if config.show_progress:
+                documents = tqdm(documents, total=_documents_count(dataset), desc="documents", unit="doc")
+            index.build(encoder, documents, identity=identity, overwrite=True, chunk_size=config.encode_chunk_size,
+                        show_progress=False)
+        how = (f"{'reused' if reused else 'streamed'} index at {index_dir} ({len(index.shards())} shard(s)), "
+               f"{retriever_config.kind} retriever")
+        yield encoder.query_encoder(verbose=False) >> index.retriever(retriever_config), len(index), how
+
+
+def _documents_count(dataset) -> int | None:
+    try:
+        return dataset.docs_count()
+    except Exception:  # not every ir_datasets docs component knows its size
+        return None
+
+
 def _documents_frame(dataset, progress: bool) -> pd.DataFrame:
-    records = []
-    for doc in tqdm(dataset.docs_iter(), total=dataset.docs_count(), desc="documents", unit="doc",
-                    disable=not progress):
-        record = doc._asdict()
-        record["docno"] = record.pop("doc_id")
-        if "text" not in record:
-            record["text"] = doc.default_text()
-        records.append(record)
+    """Every document in one frame, for retrievers that need the texts in memory (e.g. BM25); dense systems
+    stream instead (:func:`_dense_retriever`)."""
+    from ..retrieval.large import irds_documents
+
+    records = list(tqdm(irds_documents(dataset), total=_documents_count(dataset), desc="documents", unit="doc",
+                        disable=not progress))
     if not records:
         raise ValueError("the dataset has no documents")
     frame = pd.DataFrame.from_records(records)
@@ -465,34 +535,24 @@ def _queries_frame(dataset) -> pd.DataFrame:
     return frame[["qid", "query"] + [c for c in frame.columns if c not in ("qid", "query")]]
 
 
-def _top_run(retriever, candidates: pd.DataFrame, topics: pd.DataFrame,
-             config: IrdsEvaluationConfig) -> dict[str, dict[str, float]]:
-    """Top ``run_depth`` results of every query as an ir_measures run ``{qid: {docno: score}}`` (dicts, not a frame:
-    ir_measures iterates frames row by row, slowly for pandas' Arrow strings)."""
+def _run(retriever, topics: pd.DataFrame, config: IrdsEvaluationConfig) -> dict[str, dict[str, float]]:
+    """The top ``run_depth`` results of every query, from the retriever's results frames, as an ir_measures run
+    ``{qid: {docno: score}}`` (dicts, not a frame: ir_measures iterates frames row by row, slowly for pandas' Arrow
+    strings). Ties are cut in trec_eval's order (docno descending)."""
     run: dict[str, dict[str, float]] = {}
-    fast = has_score_matrix(retriever)
-    docnos = np.asarray(retriever.docnos if fast else candidates["docno"], dtype=object)
-    ties = tie_order(docnos)
     starts = range(0, len(topics), config.query_batch_size)
     for start in tqdm(starts, desc="query batches", unit="batch", disable=not config.show_progress):
         batch = topics.iloc[start : start + config.query_batch_size].reset_index(drop=True)
-        if fast:
-            scores = check_scores(getattr(retriever, SCORE_MATRIX_METHOD)(batch), (len(batch), len(docnos)))
-            cols = top_k_columns(scores, ties, config.run_depth)
-            # minus the rank as the score: pins ir_measures to the tie order of top_k_columns (trec_eval's)
-            rank_scores = (-np.arange(cols.shape[1], dtype=np.float64)).tolist()
-            for qid, row in zip(batch["qid"].tolist(), docnos[cols].tolist()):
-                run[qid] = dict(zip(row, rank_scores))
-        else:
-            results = retriever.transform(batch)
-            for column in ("qid", "docno", "score"):
-                if column not in results.columns:
-                    raise ValueError(f"the retriever's results lack the column {column!r}")
-            results = results.sort_values(["qid", "score", "docno"], ascending=[True, False, False])
-            results = results.groupby("qid", sort=False).head(config.run_depth)
-            for qid, docno, score in zip(results["qid"].tolist(), results["docno"].tolist(),
-                                         results["score"].astype(np.float64).tolist()):
-                run.setdefault(qid, {})[docno] = score
+        results = retriever.transform(batch)
+        for column in ("qid", "docno", "score"):
+            if column not in results.columns:
+                raise ValueError(f"the retriever's results lack the column {column!r}")
+        results = results[["qid", "docno", "score"]].sort_values(["qid", "score", "docno"],
+                                                                 ascending=[True, False, False])
+        results = results.groupby("qid", sort=False).head(config.run_depth)
+        for qid, docno, score in zip(results["qid"].tolist(), results["docno"].tolist(),
+                                     results["score"].astype(np.float64).tolist()):
+            run.setdefault(qid, {})[docno] = score
     return run
 
 
