@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: bfloat16 autocast where the processor supports it, else float32")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="texts encoded at once (default: 64)")
     parser.add_argument("--out", default="results", help="output folder")
+    parser.add_argument("--debias", default=None, metavar="METHOD[,METHOD]",
+                        help="also evaluate each dense system debiased by each method (LAReQA only): mean, lir:K, "
+                             "global:K, optionally @COLLECTION for query statistics (see README 'Removing language "
+                             "bias'); or name one system MODEL+debias:METHOD")
     large = parser.add_argument_group(
         "dense retrieval on ir_datasets collections (not LAReQA)",
         "documents stream through the encoder into a FlexIndex on disk; memory per retriever for n documents of d "
@@ -73,6 +77,10 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
             specs.append(SystemSpec.parse(text))
         except ValueError as e:
             raise UserError(f"--model: {e}") from None
+    if getattr(args, "debias", None):
+        from ..retrieval.systems import with_debias_rows
+
+        specs = with_debias_rows(specs, [m.strip() for m in args.debias.split(",") if m.strip()])
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UserError(f"two systems share a name ({', '.join(names)}): name them with NAME=MODEL")
@@ -85,6 +93,9 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
     if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
         name = collection[len(LAREQA_PREFIX):]
         ReleaseFiles().verify(name, langs)  # unknown collection or language, missing or corrupt release file
+    elif any(spec.debias for spec in specs):
+        raise UserError(f"debiasing needs the candidates' languages: it applies to lareqa/xquad-r and lareqa/mlqa-r, "
+                        f"not {collection}")
     elif langs:
         raise UserError(f"--langs applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not {collection}")
     elif collection.startswith(LAREQA_PREFIX):
@@ -133,9 +144,10 @@ def run(args: argparse.Namespace) -> int:
     options = SystemOptions(candidate_text=args.candidate_text, precision=args.precision, batch_size=args.batch_size)
     out = Path(args.out)
     results = []
+    dense_factories: dict = {}  # a system and its debiased variants encode once
     for spec in specs:
         started = time.perf_counter()
-        factory = build_factory(spec, options)
+        factory = build_factory(spec, options, dense_factories=dense_factories)
         if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
             result = evaluate_lareqa(factory, collection[len(LAREQA_PREFIX):], langs, system=spec.name)
         else:
@@ -143,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - started
         paths = result.save(out / spec.name)
         (out / spec.name / "run.json").write_text(json.dumps({
-            "system": spec.name, "model": spec.model, "collection": collection,
+            "system": spec.name, "model": spec.model, "debias": spec.debias, "collection": collection,
             "langs": list(langs) if langs else None,
             "candidate_text": args.candidate_text, "precision": args.precision, "wall_time_s": round(wall, 1),
         }, indent=2) + "\n")
