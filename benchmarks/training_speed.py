@@ -46,6 +46,9 @@ def cpu_preset(steps: int, out: str):
         train="lareqa/mlqa-r", alpha=0.5, batch_size=32, max_steps=steps, candidate_text="sentence",
         max_seq_length=128, bf16=True, freeze_word_embeddings=True, eval_fraction=0.0, save_steps=10**6,
         logging_steps=1, seed=42, output_dir=out,
+        # A fixed budget, so that every segment trains with plain MNRL whatever the other jobs hold at its start
+        # (the memory model estimates 7.6 GiB for this batch; its measured peak is lower: training_memory.py).
+        max_memory_gb=12.0,
     )
 
 
