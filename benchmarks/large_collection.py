@@ -376,6 +376,35 @@ def step_ann(args) -> dict:
             "maxrss_bytes": maxrss_bytes(), "records": records}
 
 
+def step_slice(args) -> dict:
+    """The first ``--size`` passages of an index as an index of their own (``--out-index``): by construction of
+    :func:`synthetic_passages` they are the ``--size``-passage corpus, so no re-encoding is needed."""
+    from npids import Lookup
+
+    from pyterrier_hybrid.retrieval.large import ShardedIndex
+
+    source = ShardedIndex(args.index_dir)
+    manifest = source.manifest()
+    if len(manifest["shards"]) != 1:
+        raise SystemExit("slice takes a one-shard index")
+    flex, = source.shards()
+    docnos, vectors, meta = flex.payload()
+    target = ShardedIndex(args.out_index)
+    shard = target.path / manifest["shards"][0]["dir"]
+    shard.mkdir(parents=True)
+    with open(shard / "vecs.f4", "wb") as out:
+        for start in range(0, args.size, 65536):
+            out.write(np.ascontiguousarray(vectors[start:min(start + 65536, args.size)]).tobytes())
+    with Lookup.builder(shard / "docnos.npids") as builder:
+        for docno in docnos.fwd[np.arange(args.size)]:
+            builder.add(docno)
+    (shard / "pt_meta.json").write_text(json.dumps(dict(meta, doc_count=args.size)))
+    identity = dict(manifest["identity"], dataset=manifest["identity"]["dataset"].replace(
+        str(manifest["doc_count"]), str(args.size)))
+    target.write_manifest(identity, [args.size], meta["vec_size"])
+    return {}
+
+
 def step_report(args) -> dict:
     import matplotlib
 
@@ -443,7 +472,7 @@ def _commit() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["build", "ann", "report"])
+    parser.add_argument("step", choices=["build", "ann", "slice", "report"])
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--index-dir", type=Path)
     parser.add_argument("--model", default="random",
@@ -454,11 +483,12 @@ def main(argv=None) -> int:
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--hnsw-neighbours", type=int, default=32, help="HNSW graph degree M (ann step)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out-index", type=Path, help="slice: the new index folder")
     parser.add_argument("--tag", default="", help="suffix of the record's file name")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    record = {"build": step_build, "ann": step_ann, "report": step_report}[args.step](args)
+    record = {"build": step_build, "ann": step_ann, "slice": step_slice, "report": step_report}[args.step](args)
     if record:
         record.update({"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": _commit(),
                        "wall_s": round(time.perf_counter() - started, 1),
