@@ -14,9 +14,7 @@ subpackages: ``datasets`` -> ``training`` -> ``models``/``retrieval`` -> ``evalu
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_exports
 from .datasets.irds import register_all as _register_datasets
 
 __version__ = "0.1.0"
@@ -54,20 +52,6 @@ _EXPORTS: dict[str, str] = {
     "evaluate_lareqa": ".evaluation",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 _register_datasets()
