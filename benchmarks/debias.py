@@ -202,13 +202,17 @@ def _new_keys(keys, cache) -> list:
     return out
 
 
-def _factory(base, method: str | None, query_topics=None):
+COLLECTION_FIT = "+coll"  # method suffix: fitted once on the collection's whole candidate set, not per pool
+
+
+def _factory(base, method: str | None, query_topics=None, fit_candidates=None):
     from pyterrier_hybrid.retrieval.debias import DebiasConfig, DebiasedRetrieverFactory
 
     if not method:
         return base
-    return DebiasedRetrieverFactory(base, DebiasConfig.parse(method.partition("@")[0]), query_topics=query_topics,
-                                    label=method)
+    name = method.partition("@")[0].removesuffix(COLLECTION_FIT)
+    return DebiasedRetrieverFactory(base, DebiasConfig.parse(name), query_topics=query_topics, label=method,
+                                    fit_candidates=fit_candidates if method.endswith(COLLECTION_FIT) else None)
 
 
 class ParallelIdSample:
@@ -356,12 +360,13 @@ def run(args) -> None:
             prefill(base, "default" if spec.model == "default" else Path(spec.model).name, [args.eval],
                     sorted({args.eval, args.train}), question_samples=samples)
         for method in methods:
-            source = method.partition("@")[2]
-            factory = _factory(base, method, queries[source] if source else None)
+            source = method.partition("@")[2].removesuffix(COLLECTION_FIT)
+            factory = _factory(base, method, queries[source] if source else None,
+                               lareqa_collection(args.eval).candidates())
             extra = {"train": args.train, "transductive": source == args.eval,
                      "k chosen on": k_source if method.startswith(("lir", "global")) else None,
-                     "questions": f"every {args.question_step}th parallel id" if args.question_step > 1 else "all",
-                     "query statistics": (f"every {args.stats_step}th parallel id of {source}"
+                     "questions": f"1 in {args.question_step} parallel ids" if args.question_step > 1 else "all",
+                     "query statistics": (f"1 in {args.stats_step} parallel ids of {source}"
                                           if source and source in samples else (f"all of {source}" if source
                                                                                else None))}
             out = _result_dir("runs", args.eval, spec.name, method)
@@ -384,7 +389,8 @@ def _load_rows() -> pd.DataFrame:
         data = json.loads(summary.read_text())["summary"]
         rows.append({"eval": folder.parts[-3], "train": record.get("train"), "system": record["system"],
                      "method": record["method"], "transductive": record.get("transductive", False),
-                     "questions": record.get("questions", "all"), "k chosen on": record.get("k chosen on"),
+                     "questions": _sample_label(record.get("questions", "all")),
+                     "k chosen on": record.get("k chosen on"),
                      "mono mAP": data["monolingual"]["mAP"], "cross mAP": data["cross-lingual"]["mAP"],
                      "multi mAP": data["multilingual"]["mAP"], "R@10": data["multilingual"].get("R@10"),
                      "rank distance": data["multilingual"]["RankDistance"], "wall_s": record.get("wall_time_s"),
@@ -393,6 +399,14 @@ def _load_rows() -> pd.DataFrame:
 
 
 SYSTEM_ORDER = ("base", "X-X-mono", "X-Y", "hybrid")
+
+
+def _sample_label(text: str) -> str:
+    """``every 3th parallel id`` (the first runs' wording) -> ``1 in 3 parallel ids``."""
+    import re
+
+    match = re.fullmatch(r"every (\d+)th parallel id", text or "")
+    return f"1 in {match.group(1)} parallel ids" if match else text
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:

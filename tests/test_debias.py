@@ -290,6 +290,12 @@ def test_factories_share_the_encoding(default_base):
     for method in ("mean", "global:2", "lir:1"):
         DebiasedRetrieverFactory(default_base, DebiasConfig.parse(method))(candidates)
     assert len(default_base.candidate_cache) == encoded
+    # fitted per pool by default; fit_candidates fits once on the whole set and applies it to every pool
+    english = candidates[candidates["lang"] == "en"]
+    assert DebiasedRetrieverFactory(default_base, DebiasConfig())(english).debias.passages.langs == ("en",)
+    whole = DebiasedRetrieverFactory(default_base, DebiasConfig(), fit_candidates=candidates)
+    assert whole(english).debias is whole(candidates).debias
+    assert whole(english).debias.passages.langs == ("de", "en")
     shared: dict = {}
     first = build_factory(SystemSpec.parse("a=default+debias:mean"), _options(), dense_factories=shared)
     second = build_factory(SystemSpec.parse("b=default+debias:lir:1"), _options(), dense_factories=shared)

@@ -427,12 +427,15 @@ class DebiasedRetrieverFactory:
         base: a :class:`~.dense.DenseRetrieverFactory` (similarity "dot").
         config: the method.
         query_topics: questions (``qid``, ``query``, ``lang``) whose vectors give the query-side statistics.
-        label: how the system is described (``mean``, ``mean+q:mlqa-r``, ...).
+        fit_candidates: fit once on these candidates (e.g. a collection's whole multilingual candidate set) and
+            apply that fit to every pool, instead of fitting on each pool: then a query whose language is absent
+            from a monolingual pool still gets its own language's statistics.
+        label: how the system is described (``mean``, ``mean@mlqa-r``, ...).
     """
 
     def __init__(self, base: DenseRetrieverFactory, config: DebiasConfig, *,
                  query_topics: pd.DataFrame | None = None, detector: LanguageIdentifier | None = None,
-                 label: str | None = None):
+                 fit_candidates: pd.DataFrame | None = None, label: str | None = None):
         if not isinstance(base, DenseRetrieverFactory):
             raise DebiasError(f"debiasing applies to dense systems, got {type(base).__name__}")
         if base.similarity != "dot":
@@ -442,7 +445,9 @@ class DebiasedRetrieverFactory:
         self.query_topics = query_topics
         self.detector = detector
         self.label = label or config.label
+        self.fit_candidates = fit_candidates
         self._query_stats: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._fixed: LanguageDebias | None = None
 
     def __repr__(self) -> str:
         return f"DebiasedRetrieverFactory({self.base!r}, {self.label!r})"
@@ -461,19 +466,32 @@ class DebiasedRetrieverFactory:
         return self._query_stats
 
     def fit(self, candidates: pd.DataFrame) -> tuple[ExactDenseRetriever, LanguageDebias, np.ndarray | None]:
-        """The base retriever over ``candidates``, the debiasing fitted on them and the candidates' languages in
-        the retriever's (docno) order."""
+        """The base retriever over ``candidates``, the debiasing fitted on them (or on ``fit_candidates``) and the
+        candidates' languages in the retriever's (docno) order."""
         base = self.base(candidates)
         langs = None
         if self.config.method != "global":
             by_docno = pd.Series(_languages(candidates, ("doc_lang", "lang"), "text", self.detector, self.config),
                                  index=candidates["docno"].astype(str).to_numpy())
             langs = by_docno.reindex(base.docnos).to_numpy(dtype=object)
+        if self.fit_candidates is not None:
+            if self._fixed is None:
+                self._fixed = self._fit_on(self.fit_candidates)
+            return base, self._fixed, langs
+        return base, self._fit_on(candidates, base, langs), langs
+
+    def _fit_on(self, candidates: pd.DataFrame, base: ExactDenseRetriever | None = None,
+                langs: np.ndarray | None = None) -> LanguageDebias:
+        if base is None:
+            base = self.base(candidates)
+            if self.config.method != "global":
+                langs = pd.Series(_languages(candidates, ("doc_lang", "lang"), "text", self.detector, self.config),
+                                  index=candidates["docno"].astype(str).to_numpy()).reindex(base.docnos).to_numpy(
+                                      dtype=object)
         query = self.query_statistics_vectors()
-        debias = LanguageDebias.fit_vectors(base.doc_vectors, langs, query_vectors=None if query is None else query[0],
-                                            query_langs=None if query is None else query[1], method=self.config,
-                                            detector=self.detector)
-        return base, debias, langs
+        return LanguageDebias.fit_vectors(base.doc_vectors, langs, query_vectors=None if query is None else query[0],
+                                          query_langs=None if query is None else query[1], method=self.config,
+                                          detector=self.detector)
 
     def __call__(self, candidates: pd.DataFrame) -> DebiasedExactRetriever:
         base, debias, langs = self.fit(candidates)
