@@ -345,8 +345,8 @@ def step_ann(args) -> dict:
         records.append({"retriever": "faiss-flat", "sample": name, "setting": "", "ms_per_query": round(ms, 2),
                         "recall@100": round(recall(flat, exact_sets[name]), 4)})
     grids = {
-        "faiss-hnsw": [("hnsw_ef_search", v) for v in (100, 128, 192, 256, 384, 512)],
-        "faiss-ivf": [("ivf_n_probe", v) for v in (8, 16, 32, 64, 128)],
+        "faiss-hnsw": [("hnsw_ef_search", v) for v in (128, 256, 512, 1024, 2048, 4096, 8192)],
+        "faiss-ivf": [("ivf_n_probe", v) for v in (16, 32, 64, 128, 256, 512)],
     }
     fixed = {"faiss-hnsw": {"hnsw_neighbours": args.hnsw_neighbours}, "faiss-ivf": {}}
     chosen = {}
@@ -423,6 +423,7 @@ def step_report(args) -> dict:
             "maxrss incl. mapped index (GiB)": round(r["maxrss_bytes"] / GIB, 3),
             "index on disk (GiB)": round(r["index_bytes"] / GIB, 3),
             "build (s)": r["build_seconds"],
+            "passages/s per process": " / ".join(str(t) for t in r["passages_per_s_per_process"]),
             "tokens/s per process": " / ".join(str(t) for t in r["tokens_per_s_per_process"]),
             "tokens/passage": r["tokens_per_passage"],
             "exact search of 200 queries (s)": r.get("exact_seconds", ""),
@@ -437,13 +438,14 @@ def step_report(args) -> dict:
         lines += ["", f"Approximate search on {a['doc_count']:,} passages ({a['tune_queries']} tuning questions, "
                       f"{a['measured_queries']} measured questions; chosen: {a['chosen']}):", "", _markdown(frame)]
     (args.out / "large_collection.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    single = table[(table["processes"] == 1) & (table["model"] == "random")].sort_values("passages")
+    single = table[table["processes"] == 1].sort_values("passages")
     if len(single):
         fig, ax = plt.subplots(figsize=(6.4, 4))
-        ax.plot(single["passages"], single["peak RssAnon (GiB)"], "o-", label="peak RssAnon (index file aside)")
-        ax.plot(single["passages"], single["maxrss incl. mapped index (GiB)"], "s--",
-                label="maxrss (incl. memory-mapped index pages)")
-        ax.plot(single["passages"], single["index on disk (GiB)"], "^:", label="index on disk")
+        for model, rows in single.groupby("model"):
+            ax.plot(rows["passages"], rows["peak RssAnon (GiB)"], "o-", label=f"{model}: peak RssAnon (index aside)")
+            ax.plot(rows["passages"], rows["maxrss incl. mapped index (GiB)"], "s--",
+                    label=f"{model}: maxrss (incl. memory-mapped index pages)")
+            ax.plot(rows["passages"], rows["index on disk (GiB)"], "^:", label=f"{model}: index on disk")
         ax.set_xscale("log")
         ax.set_xlabel("passages (synthetic LAReQA corpus)")
         ax.set_ylabel("GiB")

@@ -319,6 +319,10 @@ def test_approximate_retrievers_find_the_exact_neighbours_when_searching_widely(
                                for q, g in expected.groupby("qid")])
     assert recalls[400] >= 0.95
     assert recalls[400] >= recalls[k]
+    # another process (a fresh ShardedIndex) reads the cached HNSW file back and searches alike
+    hnsw = RetrieverConfig("faiss-hnsw", num_results=k, hnsw_ef_search=400, hnsw_neighbours=8)
+    again = (encoder.query_encoder() >> ShardedIndex(single_index.path).retriever(hnsw))(topics)
+    assert_same_rankings(again, results, k)
 
 
 def test_bad_retriever_settings_are_user_errors():

@@ -25,8 +25,8 @@ Retrievers and the memory each needs (n documents of d float32 dimensions; "vect
 - ``exact``: pyterrier-dr's numpy retriever; scans the memory-mapped ``vecs.f4`` in blocks of ``exact_batch_size``
   vectors: O(queries x block) working memory, the vectors stay in the page cache (reclaimable), exact scores;
 - ``faiss-flat``: FAISS brute force; loads all vectors into memory (vectors); exact scores, faster per query;
-- ``faiss-hnsw``: FAISS HNSW graph over the flat vectors: vectors + the graph (about n x hnsw_neighbours x 8 bytes,
-  cached beside the shard as ``hnsw_*.faiss``); approximate, recall set by ``hnsw_ef_search``;
+- ``faiss-hnsw``: FAISS HNSW graph over the flat vectors: vectors + the graph (about n x hnsw_neighbours x 8 bytes;
+  both cached beside the shard as ``hnsw-full_*.faiss``); approximate, recall set by ``hnsw_ef_search``;
 - ``faiss-ivf``: FAISS inverted file (IVF-Flat): vectors (copied into the lists, cached as ``ivf_*.faiss``) + the
   centroids; approximate, recall set by ``ivf_n_probe`` of ``ivf_n_list`` lists.
 """
@@ -279,12 +279,37 @@ def _shard_retriever(flex, config: RetrieverConfig) -> pt.Transformer:
         retriever.num_results = k  # pyterrier-dr's factory has no num_results argument; its retriever does
         return retriever
     if config.kind == "faiss-hnsw":
+        _load_or_build_hnsw(flex, config)
         return flex.faiss_hnsw_retriever(config.hnsw_neighbours, num_results=k,
                                          ef_construction=config.hnsw_ef_construction,
                                          ef_search=config.hnsw_ef_search, qbatch=config.query_batch_size,
-                                         drop_query_vec=True)
+                                         drop_query_vec=True, cache=False)
     n_list = None if config.ivf_n_list is None else min(config.ivf_n_list, n)
     return flex.faiss_ivf_retriever(num_results=k, n_list=n_list, n_probe=config.ivf_n_probe, drop_query_vec=True)
+
+
+def _load_or_build_hnsw(flex, config: RetrieverConfig) -> None:
+    """Put the shard's HNSW index (graph and vectors) into pyterrier-dr's per-index cache, reading it from
+    ``hnsw-full_n-M_ef-E.faiss`` beside the shard or building it (and writing that file) on first use.
+
+    Why not pyterrier-dr's own cache file: pyterrier-dr 0.8.1 writes the graph with an empty vector storage (to save
+    disk), and faiss 1.15 refuses to read such a file back ("HNSW storage ntotal 0 != index ntotal"), so a second
+    process could not use it. This file holds the vectors too (disk: graph + a copy of the vectors); searching
+    needs them in memory either way. ``flex._cache`` is where ``faiss_hnsw_retriever`` looks first (a private
+    attribute: checked against pyterrier-dr 0.8.1)."""
+    import faiss
+
+    key = ("faiss_hnsw", config.hnsw_neighbours, config.hnsw_ef_construction)
+    if key in flex._cache:
+        return
+    path = flex.index_path / f"hnsw-full_n-{config.hnsw_neighbours}_ef-{config.hnsw_ef_construction}.faiss"
+    if path.exists():
+        flex._cache[key] = faiss.read_index(str(path))
+        return
+    flex.faiss_hnsw_retriever(config.hnsw_neighbours, ef_construction=config.hnsw_ef_construction, cache=False)
+    temporary = path.with_suffix(".faiss.tmp")
+    faiss.write_index(flex._cache[key], str(temporary))
+    os.replace(temporary, path)
 
 
 class ShardFusion(pt.Transformer):
