@@ -279,37 +279,40 @@ def _shard_retriever(flex, config: RetrieverConfig) -> pt.Transformer:
         retriever.num_results = k  # pyterrier-dr's factory has no num_results argument; its retriever does
         return retriever
     if config.kind == "faiss-hnsw":
-        _load_or_build_hnsw(flex, config)
-        return flex.faiss_hnsw_retriever(config.hnsw_neighbours, num_results=k,
-                                         ef_construction=config.hnsw_ef_construction,
-                                         ef_search=config.hnsw_ef_search, qbatch=config.query_batch_size,
-                                         drop_query_vec=True, cache=False)
+        return _hnsw_retriever(flex, config, k)
     n_list = None if config.ivf_n_list is None else min(config.ivf_n_list, n)
     return flex.faiss_ivf_retriever(num_results=k, n_list=n_list, n_probe=config.ivf_n_probe, drop_query_vec=True)
 
 
-def _load_or_build_hnsw(flex, config: RetrieverConfig) -> None:
-    """Put the shard's HNSW index (graph and vectors) into pyterrier-dr's per-index cache, reading it from
-    ``hnsw-full_n-M_ef-E.faiss`` beside the shard or building it (and writing that file) on first use.
+def _hnsw_retriever(flex, config: RetrieverConfig, num_results: int) -> pt.Transformer:
+    """pyterrier-dr's FAISS retriever over the shard's HNSW index, read from ``hnsw-full_n-M_ef-E.faiss`` beside the
+    shard or built (and written there) on first use; kept in the FlexIndex's cache for the life of the object.
 
-    Why not pyterrier-dr's own cache file: pyterrier-dr 0.8.1 writes the graph with an empty vector storage (to save
-    disk), and faiss 1.15 refuses to read such a file back ("HNSW storage ntotal 0 != index ntotal"), so a second
-    process could not use it. This file holds the vectors too (disk: graph + a copy of the vectors); searching
-    needs them in memory either way. ``flex._cache`` is where ``faiss_hnsw_retriever`` looks first (a private
-    attribute: checked against pyterrier-dr 0.8.1)."""
+    Built here rather than by pyterrier-dr's ``faiss_hnsw_retriever``: pyterrier-dr 0.8.1 writes its cached graph
+    with an empty vector storage (to save disk) and faiss 1.15 refuses to read such a file back ("HNSW storage
+    ntotal 0 != index ntotal"), so a second process, or a reused index, could not search. This file holds the
+    vectors as well (disk: graph + a copy of the vectors); searching needs them in memory either way."""
     import faiss
+    from pyterrier_dr.flex.faiss_retr import FaissRetriever
 
-    key = ("faiss_hnsw", config.hnsw_neighbours, config.hnsw_ef_construction)
-    if key in flex._cache:
-        return
-    path = flex.index_path / f"hnsw-full_n-{config.hnsw_neighbours}_ef-{config.hnsw_ef_construction}.faiss"
-    if path.exists():
-        flex._cache[key] = faiss.read_index(str(path))
-        return
-    flex.faiss_hnsw_retriever(config.hnsw_neighbours, ef_construction=config.hnsw_ef_construction, cache=False)
-    temporary = path.with_suffix(".faiss.tmp")
-    faiss.write_index(flex._cache[key], str(temporary))
-    os.replace(temporary, path)
+    key = ("pyterrier_hybrid_hnsw", config.hnsw_neighbours, config.hnsw_ef_construction)
+    if key not in flex._cache:  # FlexIndex's per-object cache of loaded structures
+        path = flex.index_path / f"hnsw-full_n-{config.hnsw_neighbours}_ef-{config.hnsw_ef_construction}.faiss"
+        if path.exists():
+            index = faiss.read_index(str(path))
+        else:
+            vectors, meta = flex.payload(return_docnos=False)
+            index = faiss.IndexHNSWFlat(meta["vec_size"], config.hnsw_neighbours, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = config.hnsw_ef_construction
+            for start in range(0, vectors.shape[0], 4096):  # from the memory-mapped vectors, block by block
+                index.add(np.ascontiguousarray(vectors[start:start + 4096]))
+            temporary = path.with_suffix(".faiss.tmp")
+            faiss.write_index(index, str(temporary))
+            os.replace(temporary, path)
+        flex._cache[key] = index
+    return FaissRetriever(flex, flex._cache[key], num_results=num_results, ef_search=config.hnsw_ef_search,
+                          search_bounded_queue=True, qbatch=config.query_batch_size, drop_query_vec=True,
+                          index_spec=key)
 
 
 class ShardFusion(pt.Transformer):
