@@ -347,6 +347,8 @@ def run(args) -> None:
     else:
         print(f"no k chosen on {args.train} yet: lir and global rows left for a later run", flush=True)
     methods += [m for m in args.extra_method if m not in methods]
+    if args.methods:
+        methods = ["" if m == "none" else m for m in args.methods]
     samples = {c: QuestionSample(c, step) for c, step in ((args.eval, args.question_step),
                                                           (args.train, args.stats_step)) if step > 1}
     evaluated = samples.get(args.eval) or args.eval
@@ -445,11 +447,15 @@ def report(args) -> None:
     if frame.empty:
         raise SystemExit("no results under benchmarks/results/debias/runs yet")
     table = frame.drop(columns=["folder"])
+    table["k chosen on"] = table["k chosen on"].fillna("")
     table.to_csv(OUT / "debias.csv", index=False)
     lines = ["# Language-bias removal at retrieval time (issue 14)", "",
-             "Sentence candidates, all languages of the evaluation collection, exact full-pool AP; one training "
-             "seed (42): differences below ~0.01 are within seed noise. `transductive` rows fit query statistics "
-             "on the evaluation questions' texts (never their relevance) and are reported apart.", ""]
+             "Sentence candidates, all languages of the evaluation collection, every candidate in every pool, exact "
+             "full-pool AP; `questions`: which questions were scored (a systematic sample of parallel ids keeps all "
+             "languages of a question). Methods fitted per candidate pool unless `+coll` (fitted once on the "
+             "collection's whole candidate set); `@C`: query-side means from collection C's questions. "
+             "`transductive` rows fit query statistics on the evaluated questions' texts (never their relevance) and "
+             "are reported apart. One run: differences below ~0.01 are within noise.", ""]
     for eval_collection, of in table.groupby("eval", sort=False):
         lines += [f"## evaluation on {eval_collection} (trained on {of['train'].iloc[0]})", "",
                   of.drop(columns=["eval", "train"]).to_markdown(index=False, floatfmt=".4f"), ""]
@@ -546,6 +552,8 @@ def main(argv=None) -> int:
     p.add_argument("--lir-k", type=int, default=None, help="k of lir, fixed a priori (else from choose-k)")
     p.add_argument("--global-k", type=int, default=None, help="k of global, fixed a priori (else from choose-k)")
     p.add_argument("--extra-method", action="append", default=[], help="more methods (sensitivity rows)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="exactly these methods ('none' for no debiasing) instead of the default list")
     p.add_argument("--batch-size", type=int, default=64)
     p = sub.add_parser("language-variance", help="eta^2 of language along the pool's top principal directions")
     p.add_argument("--model", default="default")

@@ -8,5 +8,6 @@ set -x
 .venv/bin/python benchmarks/debias.py run --train mlqa-r --eval xquad-r --system base=default --question-step 3 \
     --stats-step 3 --lir-k 1 --global-k 10 --extra-method lir:4 --extra-method global:4
 .venv/bin/python benchmarks/debias.py report
+.venv/bin/python benchmarks/debias.py language-variance --collections xquad-r --k 12
 .venv/bin/python benchmarks/debias.py choose-k --collection mlqa-r --step 5 --k 1 4 10
 .venv/bin/python benchmarks/debias.py report
