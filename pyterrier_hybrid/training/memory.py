@@ -1,8 +1,9 @@
 """Will a training batch fit in memory? A memory model of a bi-encoder training step and the decision it drives.
 
 InfoNCE with in-batch negatives (MultipleNegativesRankingLoss) keeps the activations of every text of the batch
-until the backward pass: batch 100 of passages with their paragraph at 512 tokens needs about 40 GiB in float32,
-and the kernel kills the process without a message. sentence-transformers' CachedMultipleNegativesRankingLoss
+until the backward pass: batch 100 of passages with their paragraph at 512 tokens needs an estimated 88 GiB in
+float32 (each 512-token passage keeps about 0.6 GiB of activations), and the kernel kills the process without a
+message. sentence-transformers' CachedMultipleNegativesRankingLoss
 (GradCache, Gao et al. 2021) computes the same loss and the same gradients in mini-batches: it embeds the whole
 batch without a graph, computes the loss and the gradient of every embedding, then re-encodes one mini-batch at a
 time with a graph and back-propagates its embeddings' gradients. Its activations are those of one mini-batch of one
