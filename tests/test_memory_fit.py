@@ -89,9 +89,8 @@ def test_max_memory_gb_must_be_positive():
 def test_budget_is_the_explicit_limit_or_a_share_of_the_available_memory():
     assert memory.memory_budget_bytes(3.0, GIB) == (3.0 * GIB, "--max-memory-gb")
     budget, source = memory.memory_budget_bytes(None, GIB)
-    available = memory.available_memory_bytes()
-    assert 0 < available and GIB < budget <= GIB + available
-    assert "available" in source
+    assert memory.available_memory_bytes() > 0
+    assert budget > GIB and "available" in source  # what the process holds plus a share of what is free
 
 
 # --- the trainer acts on the plan and records it ----------------------------------------------------------------------
