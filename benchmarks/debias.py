@@ -413,11 +413,12 @@ def _sample_label(text: str) -> str:
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
     system_rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
-    method_rank = lambda m: (m.startswith("mean@") and 2) or {"none": 0, "mean": 1}.get(m, 3 if m.startswith("lir")
-                                                                                         else 4)
+    def method_rank(method: str) -> int:
+        return 0 if method == "none" else 1 if method.startswith("mean") else 2 if method.startswith("lir") else 3
+
     frame = frame.assign(_s=frame["system"].map(lambda s: system_rank.get(s, 9)),
                          _m=frame["method"].map(method_rank) + frame["transductive"].astype(int) * 10)
-    return frame.sort_values(["eval", "_s", "_m"]).drop(columns=["_s", "_m"])
+    return frame.sort_values(["eval", "_s", "_m", "method"]).drop(columns=["_s", "_m"])
 
 
 def per_language_mono(frame: pd.DataFrame) -> pd.DataFrame:
@@ -469,30 +470,65 @@ def report(args) -> None:
               pivot.reset_index().to_markdown(index=False, floatfmt="+.4f"), ""]
     (OUT / "debias.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    # plot: multilingual mAP and rank distance per system, one bar per method, one row per evaluation collection
+    plot(table, plt)
+    print((OUT / "debias.md").read_text())
+
+
+REFERENCE = REPO / "benchmarks" / "results" / "paper_comparison" / "cpu"
+
+
+def _reference_rows(eval_collection: str, train: str) -> pd.DataFrame:
+    """The committed cpu comparison's trained systems (no debiasing, all questions), for the plot."""
+    path = REFERENCE / f"{train}_to_{eval_collection}" / "table.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    table = pd.read_csv(path)
+    table = table[~table["System"].isin(["BM25", "base (untrained)"])]
+    return pd.DataFrame({"label": "(b) " + table["System"] + ", trained, no debiasing",
+                         "mono mAP": table["Monolingual mAP"], "cross mAP": table["Cross-lingual mAP"],
+                         "multi mAP": table["Multilingual mAP"], "rank distance": table["Rank distance ↓"]})
+
+
+def plot(table: pd.DataFrame, plt) -> None:
+    """One row of panels per evaluation collection: mono / cross / multi mAP and rank distance, one horizontal bar
+    per system x method (transductive rows hatched), the committed trained systems in grey, the aim dashed."""
     evals = list(dict.fromkeys(table["eval"]))
-    fig, axes = plt.subplots(len(evals), 2, figsize=(13, 4.2 * len(evals)), squeeze=False)
+    measures = ("mono mAP", "cross mAP", "multi mAP", "rank distance")
+    aim = {"mono mAP": AIM["monolingual mAP"], "multi mAP": AIM["multilingual mAP"],
+           "rank distance": AIM["rank distance"]}
+    heights = [len(table[table["eval"] == e]) + 4 for e in evals]
+    fig, axes = plt.subplots(len(evals), 4, figsize=(16, 0.32 * sum(heights) + 1.5), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for row_axes, eval_collection in zip(axes, evals):
         of = table[table["eval"] == eval_collection]
-        systems = list(dict.fromkeys(of["system"]))
-        methods = list(dict.fromkeys(of["method"]))
-        width = 0.8 / len(methods)
-        for axis, measure in zip(row_axes, ("multi mAP", "rank distance")):
-            for j, method in enumerate(methods):
-                values = [of[(of["system"] == s) & (of["method"] == method)][measure].mean() for s in systems]
-                label = method + (" (transductive)" if of[of["method"] == method]["transductive"].any() else "")
-                axis.bar(np.arange(len(systems)) + (j - (len(methods) - 1) / 2) * width, values, width, label=label)
-            axis.set_xticks(np.arange(len(systems)), systems)
-            axis.set_title(f"{eval_collection}: {measure}" + (" (lower is better)" if "distance" in measure else ""))
-            if measure == "multi mAP" and eval_collection == "xquad-r":
-                axis.axhline(AIM["multilingual mAP"], color="k", ls="--", lw=0.8)
-            if measure == "rank distance" and eval_collection == "xquad-r":
-                axis.axhline(AIM["rank distance"], color="k", ls="--", lw=0.8)
-        row_axes[1].legend(fontsize=8, loc="upper right")
-    fig.suptitle("Debiasing alone (base) and on top of trained systems; dashed: the issue's aim", fontsize=11)
+        labels = (of["system"] + " + " + of["method"] + " [" + of["questions"] + "]").tolist()
+        colours = ["tab:blue" if m == "none" else "tab:orange" if m.startswith("mean") else
+                   "tab:green" if m.startswith("lir") else "tab:red" for m in of["method"]]
+        reference = _reference_rows(eval_collection, of["train"].iloc[0])
+        labels += reference["label"].tolist() if len(reference) else []
+        for axis, measure in zip(row_axes, measures):
+            values = of[measure].tolist() + (reference[measure].tolist() if len(reference) else [])
+            bars = axis.barh(np.arange(len(values)), values,
+                             color=colours + ["0.6"] * (len(values) - len(colours)))
+            for bar, transductive in zip(bars, of["transductive"].tolist()):
+                if transductive:
+                    bar.set_hatch("//")
+            if measure in aim and eval_collection == "xquad-r":
+                axis.axvline(aim[measure], color="k", ls="--", lw=0.9)
+            axis.set_yticks(np.arange(len(values)), labels if measure == measures[0] else [""] * len(values),
+                            fontsize=7)
+            axis.invert_yaxis()
+            axis.set_title(f"{eval_collection}: {measure}" + (" (lower is better)" if "distance" in measure else ""),
+                           fontsize=9)
+            if "mAP" in measure:
+                low = min(values)
+                axis.set_xlim(max(0, low - 0.05), max(values) + 0.03 if measure != "multi mAP" else 0.7)
+    fig.suptitle("Training-free debiasing of the untrained base (orange: mean, green: LIR, red: label-free global; "
+                 "hatched: transductive) and the committed trained systems (grey); dashed: the issue's aim",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(OUT / "debias.png", dpi=120)
-    print((OUT / "debias.md").read_text())
+    plt.close(fig)
 
 
 def language_variance(args) -> None:
