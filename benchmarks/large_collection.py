@@ -345,12 +345,16 @@ def step_ann(args) -> dict:
         records.append({"retriever": "faiss-flat", "sample": name, "setting": "", "ms_per_query": round(ms, 2),
                         "recall@100": round(recall(flat, exact_sets[name]), 4)})
     grids = {
-        "faiss-hnsw": [("hnsw_ef_search", v) for v in (128, 256, 512, 1024, 2048, 4096, 8192)],
+        "faiss-hnsw": [("hnsw_ef_search", v) for v in (128, 256, 512, 1024, 2048, 4096)],
         "faiss-ivf": [("ivf_n_probe", v) for v in (16, 32, 64, 128, 256, 512)],
     }
-    fixed = {"faiss-hnsw": {"hnsw_neighbours": args.hnsw_neighbours}, "faiss-ivf": {}}
+    fixed = {"faiss-ivf": {},
+             "faiss-hnsw": {"hnsw_neighbours": args.hnsw_neighbours,
+                            "hnsw_ef_construction": args.hnsw_ef_construction}}
     chosen = {}
     for kind, grid in grids.items():
+        if args.only and kind != args.only:
+            continue
         build_started = time.perf_counter()
         index.retriever(RetrieverConfig(kind, num_results=k, **fixed[kind]))  # build once, timed
         build_seconds = time.perf_counter() - build_started
@@ -372,7 +376,9 @@ def step_ann(args) -> dict:
         print(records[-1], flush=True)
     return {"step": "ann", "index_dir": str(args.index_dir), "doc_count": len(index),
             "index_bytes": index.disk_bytes(), "tune_queries": len(tune), "measured_queries": len(measured),
-            "target_recall": args.target_recall, "hnsw_neighbours": args.hnsw_neighbours, "chosen": {k: f"{p}={v}" for k, (p, v) in chosen.items()},
+            "target_recall": args.target_recall, "hnsw_neighbours": args.hnsw_neighbours,
+            "hnsw_ef_construction": args.hnsw_ef_construction,
+            "chosen": {k: f"{p}={v}" for k, (p, v) in chosen.items()},
             "maxrss_bytes": maxrss_bytes(), "records": records}
 
 
@@ -433,11 +439,13 @@ def step_report(args) -> dict:
     lines = [_markdown(table)]
     ann = [json.loads(p.read_text()) for p in sorted(args.out.glob("ann-*.json"))]
     for a in ann:
-        frame = pd.DataFrame(a["records"])
+        frame = pd.DataFrame(a["records"]).fillna("")
         frame.to_csv(args.out / f"{Path(a['index_dir']).name}-ann.csv", index=False)
         lines += ["", f"Approximate search on {a['doc_count']:,} passages ({a['tune_queries']} tuning questions, "
                       f"{a['measured_queries']} measured questions; chosen: {a['chosen']}):", "", _markdown(frame)]
     (args.out / "large_collection.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runs = [{k: r.get(k) for k in ("command", "commit", "wall_s", "date")} for r in records + ann]
+    (args.out / "run.json").write_text(json.dumps({"runs": runs, "report_commit": _commit()}, indent=2) + "\n")
     single = table[table["processes"] == 1].sort_values("passages")
     if len(single):
         fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -484,6 +492,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tune-queries", type=int, default=100)
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--hnsw-neighbours", type=int, default=32, help="HNSW graph degree M (ann step)")
+    parser.add_argument("--hnsw-ef-construction", type=int, default=40, help="HNSW build candidate list (ann step)")
+    parser.add_argument("--only", choices=["faiss-hnsw", "faiss-ivf"], default=None, help="ann: one kind only")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--out-index", type=Path, help="slice: the new index folder")
     parser.add_argument("--tag", default="", help="suffix of the record's file name")
