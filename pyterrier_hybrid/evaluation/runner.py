@@ -449,7 +449,14 @@ def evaluate_irds(
     else:
         candidates = _documents_frame(dataset, config.show_progress)
         n_documents, how = len(candidates), "all documents in memory"
-        run = _run(retriever_factory(candidates), topics, config)
+        retriever = retriever_factory(candidates)
+        if has_score_matrix(retriever):  # the factories' fast path, through the shared top-k run helper
+            from .runs import score_matrix_top_run
+
+            run = score_matrix_top_run(retriever, topics, config.run_depth,
+                                       query_batch_size=config.query_batch_size).ir_measures_run()
+        else:
+            run = _run(retriever, topics, config)
     per_query = _ir_measures_frame(run, qrels, config.measures, topics)
     per_query.insert(0, "setting", irds_id)
     per_query.insert(1, "setting_type", "ad hoc")
