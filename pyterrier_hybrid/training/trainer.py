@@ -502,7 +502,7 @@ def prepare_training(
 
     memory_plan = plan_memory(model, config, train_dataset, column_prompts)
     if memory_plan.switched:
-        logger.warning("%s", memory_plan.reason)
+        logger.warning("memory: %s", memory_plan.reason)
     else:
         logger.info("memory: %s", memory_plan.reason)
     if args.process_index == 0 and checkpoint is None:
