@@ -91,7 +91,7 @@ PAPER_CPU_RECIPE = HybridTrainingConfig(
     max_seq_length=128,
     bf16=True,
     freeze_word_embeddings=True,
-    # Batch 100 of triplets needs an estimated 40 GiB with plain MNRL (benchmarks/README.md (e)); the cached loss
+    # Batch 100 of triplets needs an estimated 38 GiB with plain MNRL (benchmarks/README.md (e)); the cached loss
     # gives the same gradients in mini-batches of 32 texts (about 8 GiB), lowered by the memory plan if needed.
     loss="cached-mnrl",
     mini_batch_size=32,
