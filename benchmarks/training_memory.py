@@ -208,24 +208,7 @@ def write_results(rows: list[dict], args, wall: float) -> None:
     lines += ["", "Messages:", ""] + [f"- {r['run']}: {r['message']}" for r in rows if r["message"]]
     (OUT / "memory.md").write_text("\n".join(lines) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = [r["run"] for r in rows]
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [r["estimated_peak_gib"] or 0 for r in rows], width=0.4, label="estimate")
-    ax.bar([x + 0.2 for x in xs], [r["peak_rss_gib"] or 0 for r in rows], width=0.4, label="measured peak RSS")
-    ax.axhline(10, color="grey", linestyle="--", linewidth=1, label="target 10 GiB")
-    ax.set_xticks(list(xs), names)
-    ax.set_ylabel("GiB")
-    ax.set_title("Training memory: estimate vs measured")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(OUT / "memory.png", dpi=100)
-    plt.close(fig)
+    plot(rows)
     run = {
         "command": "python benchmarks/training_memory.py " + " ".join(sys.argv[1:]),
         "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip(),
@@ -237,10 +220,32 @@ def write_results(rows: list[dict], args, wall: float) -> None:
     print("\n".join(lines))
 
 
+def plot(rows: list[dict]) -> None:
+    """memory.png: estimate and measured peak per run, the 10 GiB target, the legend under the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["estimated_peak_gib"] or 0 for r in rows], width=0.4, label="estimate")
+    ax.bar([x + 0.2 for x in xs], [r["peak_rss_gib"] or 0 for r in rows], width=0.4, label="measured peak RSS")
+    ax.axhline(10, color="grey", linestyle="--", linewidth=1, label="target 10 GiB")
+    ax.set_xticks(list(xs), [r["run"] for r in rows])
+    ax.set_ylabel("GiB")
+    ax.set_title("Training memory: estimate vs measured")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
+    fig.tight_layout()
+    fig.savefig(OUT / "memory.png", dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calibrate", action="store_true", help="measure calibration points and fit the coefficients")
     parser.add_argument("--fit", action="store_true", help="fit the coefficients to calibration.csv again")
+    parser.add_argument("--plot", action="store_true", help="redraw memory.png from run.json")
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--train", default="lareqa/mlqa-r")
@@ -256,6 +261,9 @@ def main() -> None:
         return
     if args.fit:
         fit()
+        return
+    if args.plot:
+        plot(json.loads((OUT / "run.json").read_text())["runs"])
         return
     start = time.time()
     rows = []
