@@ -437,10 +437,11 @@ def step_report(args) -> dict:
     table = pd.DataFrame(rows).sort_values(["model", "processes", "passages"])
     table.to_csv(args.out / "large_collection.csv", index=False)
     lines = [_markdown(table)]
-    ann = [json.loads(p.read_text()) for p in sorted(args.out.glob("ann-*.json"))]
-    for a in ann:
+    ann_paths = sorted(args.out.glob("ann-*.json"))
+    ann = [json.loads(p.read_text()) for p in ann_paths]
+    for path, a in zip(ann_paths, ann):
         frame = pd.DataFrame(a["records"]).fillna("")
-        frame.to_csv(args.out / f"{Path(a['index_dir']).name}-ann.csv", index=False)
+        frame.to_csv(args.out / f"{path.stem}.csv", index=False)
         lines += ["", f"Approximate search on {a['doc_count']:,} passages ({a['tune_queries']} tuning questions, "
                       f"{a['measured_queries']} measured questions; chosen: {a['chosen']}):", "", _markdown(frame)]
     (args.out / "large_collection.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
