@@ -28,10 +28,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pyterrier_hybrid.provenance import git_commit
 
 import numpy as np
 import pandas as pd
@@ -45,14 +46,7 @@ AIM = {"multilingual mAP": 0.65, "rank distance": 250, "monolingual mAP": 0.79}
 
 
 def _commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return git_commit()
 
 
 def _write_run_json(path: Path, step: str, started: float, **extra) -> None:

@@ -32,11 +32,12 @@ import datetime
 import json
 import os
 import resource
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from pyterrier_hybrid.provenance import git_commit
 from typing import Iterator
 
 import numpy as np
@@ -475,10 +476,7 @@ def _markdown(frame) -> str:
 
 
 def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
+    return git_commit()
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pyterrier_hybrid.provenance import git_commit
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "training_memory"
 GIB = 2**30
@@ -211,7 +213,7 @@ def write_results(rows: list[dict], args, wall: float) -> None:
     plot(rows)
     run = {
         "command": "python benchmarks/training_memory.py " + " ".join(sys.argv[1:]),
-        "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip(),
+        "git_commit": git_commit(),
         "wall_s": round(wall, 1), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                               "note": "2 cores shared with other jobs"},
         "runs": rows,

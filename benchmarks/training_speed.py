@@ -25,11 +25,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pyterrier_hybrid.provenance import git_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_overhead import step_clock, steps_per_second  # noqa: E402
@@ -213,7 +214,7 @@ def write_results(rows: list[dict], args, wall: float) -> None:
     plt.close(fig)
     run = {
         "command": "python benchmarks/training_speed.py " + " ".join(sys.argv[1:]),
-        "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip(),
+        "git_commit": git_commit(),
         "wall_s": round(wall, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "note": "2 cores shared with other helpers' jobs (load average 10-15 during the run)"},

@@ -16,33 +16,26 @@ Names are imported lazily so that ``import pyterrier_hybrid.retrieval`` does not
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "SentenceTransformerBiEncoder": "biencoder",
-    "BiEncoderConfig": "biencoder",
-    "ExactDenseRetriever": "dense",
-    "DenseRetrieverFactory": "dense",
-    "EmbeddingCache": "dense",
-    "BM25Retriever": "bm25",
-    "BM25Config": "bm25",
-    "BM25Factory": "bm25",
-    "MultilingualTokenizer": "tokenization",
-    "TokenizerConfig": "tokenization",
-    "SystemSpec": "systems",
-    "SystemOptions": "systems",
-    "build_factory": "systems",
-    "DebiasConfig": "debias",
-    "DebiasedRetrieverFactory": "debias",
-    "LanguageDebias": "debias",
-    "LanguageIdentifier": "debias_langid",
+    "SentenceTransformerBiEncoder": ".biencoder",
+    "BiEncoderConfig": ".biencoder",
+    "ExactDenseRetriever": ".dense",
+    "DenseRetrieverFactory": ".dense",
+    "EmbeddingCache": ".dense",
+    "BM25Retriever": ".bm25",
+    "BM25Config": ".bm25",
+    "BM25Factory": ".bm25",
+    "MultilingualTokenizer": ".tokenization",
+    "TokenizerConfig": ".tokenization",
+    "SystemSpec": ".systems",
+    "SystemOptions": ".systems",
+    "build_factory": ".systems",
+    "DebiasConfig": ".debias",
+    "DebiasedRetrieverFactory": ".debias",
+    "LanguageDebias": ".debias",
+    "LanguageIdentifier": ".debias_langid",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

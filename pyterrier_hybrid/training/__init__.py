@@ -12,35 +12,24 @@ torch or sentence-transformers.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "HybridTrainingConfig": "config",
-    "train": "trainer",
-    "prepare_training": "trainer",
-    "PreparedTraining": "trainer",
-    "HybridBatchSampler": "sampler",
-    "HybridBatchSamplerFactory": "sampler",
-    "ParallelRows": "sampler",
-    "SamplerDataError": "sampler",
-    "TrainingData": "data",
-    "Passage": "data",
-    "JsonlFormatError": "data",
-    "load_training_data": "data",
-    "read_jsonl": "data",
-    "ir_datasets_parallel_examples": "data",
-    "split_by_article": "data",
+    "HybridTrainingConfig": ".config",
+    "train": ".trainer",
+    "prepare_training": ".trainer",
+    "PreparedTraining": ".trainer",
+    "HybridBatchSampler": ".sampler",
+    "HybridBatchSamplerFactory": ".sampler",
+    "ParallelRows": ".sampler",
+    "SamplerDataError": ".sampler",
+    "TrainingData": ".data",
+    "Passage": ".data",
+    "JsonlFormatError": ".data",
+    "load_training_data": ".data",
+    "read_jsonl": ".data",
+    "ir_datasets_parallel_examples": ".data",
+    "split_by_article": ".data",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
