@@ -7,57 +7,37 @@
 
 ``factory(candidates) -> pt.Transformer`` builds a retriever ranking ALL the given candidates; a retriever that
 also offers ``docnos`` and ``score_matrix(topics)`` (:class:`ScoreMatrixRetriever`) is scored without building
-results frames. See :mod:`pyterrier_hybrid.evaluation.runner` and :mod:`pyterrier_hybrid.evaluation.measures`.
+results frames. Names load lazily (the command line builds its parser without matplotlib or torch). See :mod:`pyterrier_hybrid.evaluation.runner` and :mod:`pyterrier_hybrid.evaluation.measures`.
 """
-from .measures import (
-    AP,
-    RANK_DISTANCE,
-    IncompleteRankingError,
-    MeasureMismatchError,
-    SettingRanking,
-    average_precision,
-    exact_rank_measures,
-    rank_distance,
-)
-from .plots import plot_map_heatmap, plot_rank_distance_bars, plot_setting_bars
-from .report import EvaluationResult, comparison_table, markdown_table, results_markdown
-from .runner import (
-    SCORE_MATRIX_METHOD,
-    ExactRanker,
-    IrdsEvaluationConfig,
-    LAReQAEvaluationConfig,
-    ScoreMatrixRetriever,
-    evaluate_irds,
-    evaluate_lareqa,
-    has_score_matrix,
-)
-from .settings import EvaluationSetting, group_by_candidates, lareqa_settings
+from .._lazy import lazy_exports
 
-__all__ = [
-    "AP",
-    "RANK_DISTANCE",
-    "SCORE_MATRIX_METHOD",
-    "EvaluationResult",
-    "EvaluationSetting",
-    "ExactRanker",
-    "IncompleteRankingError",
-    "IrdsEvaluationConfig",
-    "LAReQAEvaluationConfig",
-    "MeasureMismatchError",
-    "ScoreMatrixRetriever",
-    "SettingRanking",
-    "average_precision",
-    "comparison_table",
-    "evaluate_irds",
-    "evaluate_lareqa",
-    "exact_rank_measures",
-    "group_by_candidates",
-    "has_score_matrix",
-    "lareqa_settings",
-    "markdown_table",
-    "plot_map_heatmap",
-    "plot_rank_distance_bars",
-    "plot_setting_bars",
-    "rank_distance",
-    "results_markdown",
-]
+_EXPORTS = {
+    "AP": ".measures",
+    "RANK_DISTANCE": ".measures",
+    "IncompleteRankingError": ".measures",
+    "MeasureMismatchError": ".measures",
+    "SettingRanking": ".measures",
+    "average_precision": ".measures",
+    "exact_rank_measures": ".measures",
+    "rank_distance": ".measures",
+    "plot_map_heatmap": ".plots",
+    "plot_rank_distance_bars": ".plots",
+    "plot_setting_bars": ".plots",
+    "EvaluationResult": ".report",
+    "comparison_table": ".report",
+    "markdown_table": ".report",
+    "results_markdown": ".report",
+    "SCORE_MATRIX_METHOD": ".runner",
+    "ExactRanker": ".runner",
+    "IrdsEvaluationConfig": ".runner",
+    "LAReQAEvaluationConfig": ".runner",
+    "ScoreMatrixRetriever": ".runner",
+    "evaluate_irds": ".runner",
+    "evaluate_lareqa": ".runner",
+    "has_score_matrix": ".runner",
+    "EvaluationSetting": ".settings",
+    "group_by_candidates": ".settings",
+    "lareqa_settings": ".settings",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
