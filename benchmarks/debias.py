@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from pyterrier_hybrid.evaluation.subsets import TopicSubset
 from pyterrier_hybrid.provenance import git_commit
 
 import numpy as np
@@ -213,71 +214,21 @@ def _factory(base, method: str | None, query_topics=None, fit_candidates=None):
                                     fit_candidates=fit_candidates if method.endswith(COLLECTION_FIT) else None)
 
 
-class ParallelIdSample:
-    """A LAReQA collection cut to every ``step``-th parallel id (sorted): those questions in every language, and
-    every sentence of the paragraphs that hold their relevant candidates."""
+class ParallelIdSample(TopicSubset):
+    """A LAReQA collection cut to the questions of every ``step``-th parallel id (sorted), in every language: an
+    unbiased systematic sample for the mean AP. With ``answer_paragraphs_only`` the pools keep only the sentences of
+    the paragraphs that hold those questions' relevant candidates (LAReQA's sentence-level distractors, a pool small
+    enough to encode on a shared 2-core machine: the k choice); otherwise every candidate stays."""
 
-    def __init__(self, name: str, step: int):
+    def __init__(self, name: str, step: int, *, answer_paragraphs_only: bool = False):
         from pyterrier_hybrid.datasets import lareqa_collection
 
-        self._collection = lareqa_collection(name)
-        self.name = name
-        topics = self._collection.topics()
-        ids = sorted(set(topics["parallel_id"]))[::step]
-        self._topics = topics[topics["parallel_id"].isin(set(ids))].reset_index(drop=True)
-        candidates = self._collection.candidates()
-        qrels = self._collection.qrels()
-        relevant = set(qrels.loc[qrels["qid"].isin(set(self._topics["qid"])) & (qrels["label"] > 0), "docno"])
-        holding = candidates[candidates["docno"].isin(relevant)]
-        # the paragraphs that hold a relevant candidate (all their sentences): a pool small enough to encode on a
-        # shared 2-core machine, with the sentence-level distractors of LAReQA's task
-        paragraphs = set(zip(holding["lang"], holding["context"]))
-        keep = [pair in paragraphs for pair in zip(candidates["lang"], candidates["context"])]
-        self._candidates = candidates[keep].reset_index(drop=True)
-
-    def check_languages(self, langs):
-        return self._collection.check_languages(langs)
-
-    def candidates(self, langs=None):
-        langs = self.check_languages(langs)
-        return self._candidates[self._candidates["lang"].isin(langs)].reset_index(drop=True)
-
-    def topics(self, langs=None, doc_langs=None):
-        langs = self.check_languages(langs)
-        return self._topics[self._topics["lang"].isin(langs)].reset_index(drop=True)
-
-    def qrels(self, query_langs=None, doc_langs=None):
-        qrels = self._collection.qrels(query_langs, doc_langs)
-        keep = qrels["qid"].isin(set(self._topics["qid"])) & qrels["docno"].isin(set(self._candidates["docno"]))
-        return qrels[keep].reset_index(drop=True)
-
-
-class QuestionSample:
-    """A LAReQA collection with every candidate but only the questions of every ``step``-th parallel id (sorted),
-    in every language: the full pools, a systematic sample of the questions (unbiased for the mean AP)."""
-
-    def __init__(self, name: str, step: int):
-        from pyterrier_hybrid.datasets import lareqa_collection
-
-        self._collection = lareqa_collection(name)
-        self.name = name
+        collection = lareqa_collection(name)
+        topics = collection.topics()
+        ids = set(sorted(set(topics["parallel_id"]))[::step])
+        super().__init__(collection, topics.loc[topics["parallel_id"].isin(ids), "qid"], f"1 in {step} parallel ids",
+                         answer_paragraphs_only=answer_paragraphs_only)
         self.step = step
-        ids = sorted(set(self._collection.topics()["parallel_id"]))[::step]
-        self._ids = set(ids)
-
-    def check_languages(self, langs):
-        return self._collection.check_languages(langs)
-
-    def candidates(self, langs=None):
-        return self._collection.candidates(langs)
-
-    def topics(self, langs=None, doc_langs=None):
-        topics = self._collection.topics(langs, doc_langs)
-        return topics[topics["parallel_id"].isin(self._ids)].reset_index(drop=True)
-
-    def qrels(self, query_langs=None, doc_langs=None):
-        qrels = self._collection.qrels(query_langs, doc_langs)
-        return qrels[qrels["qid"].isin(set(self.topics(query_langs, doc_langs)["qid"]))].reset_index(drop=True)
 
 
 def choose_k(args) -> None:
@@ -287,7 +238,7 @@ def choose_k(args) -> None:
 
     started = time.perf_counter()
     base = build_factory(SystemSpec("base", args.model), _options(args))
-    sample = ParallelIdSample(args.collection, args.sample_step)
+    sample = ParallelIdSample(args.collection, args.sample_step, answer_paragraphs_only=True)
     print(f"k choice on {args.collection}: {len(sample.topics())} questions, {len(sample.candidates())} candidates")
     prefill(base, "default" if args.model == "default" else Path(args.model).name, [args.collection],
             [args.collection], subset=sample)
@@ -347,7 +298,7 @@ def run(args) -> None:
     methods += [m for m in args.extra_method if m not in methods]
     if args.methods:
         methods = ["" if m == "none" else m for m in args.methods]
-    samples = {c: QuestionSample(c, step) for c, step in ((args.eval, args.question_step),
+    samples = {c: ParallelIdSample(c, step) for c, step in ((args.eval, args.question_step),
                                                           (args.train, args.stats_step)) if step > 1}
     evaluated = samples.get(args.eval) or args.eval
     queries = {c: (samples[c] if c in samples else lareqa_collection(c)).topics() for c in {args.train, args.eval}}
