@@ -472,7 +472,7 @@ def plot(table: pd.DataFrame, plt) -> None:
             if "mAP" in measure:
                 low = min(values)
                 axis.set_xlim(max(0, low - 0.05), max(values) + 0.03 if measure != "multi mAP" else 0.7)
-    fig.suptitle("Training-free debiasing of the untrained base (orange: mean, green: LIR, red: label-free global; "
+    fig.suptitle("Training-free debiasing of the untrained base and of trained systems (orange: mean, green: LIR, red: label-free global; "
                  "hatched: transductive) and the committed trained systems (grey); dashed: the issue's aim",
                  fontsize=9)
     fig.tight_layout()
