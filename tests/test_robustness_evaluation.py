@@ -17,7 +17,7 @@ from pyterrier_hybrid.robustness.evaluation import (
     PerturbedFactory,
     PerturbedRetriever,
     QueryTable,
-    ReusingFactory,
+    RetrieverCache,
     TopicSubset,
     adversarial_queries_by_budget,
     compare_per_language,
@@ -43,7 +43,7 @@ def subset(collection):
 
 @pytest.fixture(scope="module")
 def bm25(collection):
-    return ReusingFactory(BM25Factory(BM25Config(fields=("text",), show_progress=False)))
+    return RetrieverCache(BM25Factory(BM25Config(fields=("text",), show_progress=False)))
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_reusing_factory_builds_once_per_candidate_set(collection):
         calls.append(len(candidates))
         return object()
 
-    reusing = ReusingFactory(factory)
+    reusing = RetrieverCache(factory)
     de, en = collection.candidates(["de"]), collection.candidates(["en"])
     assert reusing(de) is reusing(de.copy())
     assert reusing(en) is not reusing(de)

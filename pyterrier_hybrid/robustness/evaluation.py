@@ -19,7 +19,7 @@ Pieces:
   queries before scoring, in ``transform`` and in the runner's ``score_matrix`` fast path alike (so an evaluation
   on perturbed queries stays as fast as a clean one).
 - :class:`QueryTable`: a "perturbation" that looks queries up by qid (precomputed rewrites: adversarial attacks).
-- :class:`~pyterrier_hybrid.evaluation.cache.RetrieverCache` (also importable here as ``ReusingFactory``): reuses
+- :class:`~pyterrier_hybrid.evaluation.cache.RetrieverCache` (re-exported here): reuses
   the retriever built for a candidate set, so that a clean run and many perturbed runs of one system build each
   index (BM25) once.
 - :class:`~pyterrier_hybrid.evaluation.subsets.TopicSubset` (re-exported here): a LAReQA collection restricted to
@@ -55,7 +55,7 @@ __all__ = [
     "PerturbedFactory",
     "PerturbedRetriever",
     "QueryTable",
-    "ReusingFactory",
+    "RetrieverCache",
     "TopicSubset",
     "adversarial_queries_by_budget",
     "compare_per_language",
@@ -67,9 +67,6 @@ __all__ = [
 
 #: Measures for which a larger value is worse (the drop is then the relative increase).
 LOWER_IS_BETTER = frozenset({RANK_DISTANCE})
-
-#: The retriever cache under the name this module used to give it (one class: RetrieverCache).
-ReusingFactory = RetrieverCache
 
 
 # ---------------------------------------------------------------------------------------------------------------
