@@ -120,6 +120,18 @@ def test_evaluate_folder_without_a_model(cache, tmp_path):
     assert_user_error(result, "evaluate", str(empty), "not a sentence-transformers or Hugging Face model", cache=cache)
 
 
+def test_evaluate_uncached_hub_model_offline(cache, tmp_path):
+    # a hub id that is in no local cache, with downloads off: one line naming the id and the way out
+    env_home = tmp_path / "hf-home"
+    env_home.mkdir()
+    env = dict(os.environ, PYTERRIER_HYBRID_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HOME=str(env_home))
+    result = subprocess.run([sys.executable, "-m", "pyterrier_hybrid.cli", "evaluate", "--langs", "de", "--model",
+                             "someorg/not-a-cached-model"], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert_user_error(result, "evaluate", "'someorg/not-a-cached-model'", "local model folder", cache=cache)
+
+
 def test_evaluate_checksum_mismatch(cache, corrupt_release):
     result = run_cli(["evaluate", "--langs", "en,de"], cache, lareqa=corrupt_release)
     assert_user_error(result, "evaluate", "checksum mismatch", f"{LANG}.json", cache=cache)

@@ -423,7 +423,6 @@ def prepare_training(
 ) -> PreparedTraining:
     """Load the data and the model and build the trainer for ``config`` (see :func:`train`)."""
     import torch
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MultipleNegativesRankingLoss,
@@ -438,14 +437,14 @@ def prepare_training(
 
     out = Path(config.output_dir)
     checkpoint = _check_output_dir(out, config, resume)
-    from pyterrier_hybrid.models import resolve_model  # the default is built here on first use
+    from pyterrier_hybrid.models import load_sentence_transformer, resolve_model  # the default is built here
 
     base_model = resolve_model(config.base_model)
 
     data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
     train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
 
-    model = SentenceTransformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_sentence_transformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length
     if config.freeze_word_embeddings:
