@@ -9,6 +9,7 @@ afterwards. Bad flag values, which argparse or the option checks catch, run thro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -182,6 +183,18 @@ def test_train_missing_model_folder(cache, tmp_path):
     missing = tmp_path / "no-such-model"
     result = run_cli(["train", "--base-model", str(missing), "-o", str(tmp_path / "out")], cache)
     assert_user_error(result, "train", str(missing), "neither an existing local folder", cache=cache)
+
+
+def test_train_one_language_source_with_cross_lingual_batches(cache, tmp_path):
+    # a JSONL source in one language cannot fill alpha=0.5's cross-lingual batches: said before any model is built
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"parallel_id": f"p{i}", "query_lang": "de", "query": f"Frage {i}?", "passage_lang": "de",
+             "passage_sentence": f"Antwort {i}."} for i in range(40)]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    result = run_cli(["train", "--train", str(source), "--alpha", "0.5", "--batch-size", "8",
+                      "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", "alpha=0.5", "cross-lingual", "use alpha=1", cache=cache)
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_checksum_mismatch(cache, corrupt_release, tmp_path):

@@ -433,16 +433,18 @@ def prepare_training(
 
     from .fast_dropout import install_fast_dropout
     from .length_buckets import install_length_buckets
-    from .sampler import HybridBatchSamplerFactory
+    from .sampler import HybridBatchSamplerFactory, ParallelRows, check_feasible
 
     out = Path(config.output_dir)
     checkpoint = _check_output_dir(out, config, resume)
     from pyterrier_hybrid.models import load_sentence_transformer, resolve_model  # the default is built here
 
-    base_model = resolve_model(config.base_model)
-
+    # The data first: a source that cannot fill the batches asked for fails before a model is built or loaded.
     data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
     train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
+    check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
+
+    base_model = resolve_model(config.base_model)
 
     model = load_sentence_transformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
     if config.max_seq_length is not None:
