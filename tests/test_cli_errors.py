@@ -9,6 +9,7 @@ afterwards. Bad flag values, which argparse or the option checks catch, run thro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -120,6 +121,18 @@ def test_evaluate_folder_without_a_model(cache, tmp_path):
     assert_user_error(result, "evaluate", str(empty), "not a sentence-transformers or Hugging Face model", cache=cache)
 
 
+def test_evaluate_uncached_hub_model_offline(cache, tmp_path):
+    # a hub id that is in no local cache, with downloads off: one line naming the id and the way out
+    env_home = tmp_path / "hf-home"
+    env_home.mkdir()
+    env = dict(os.environ, PYTERRIER_HYBRID_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HOME=str(env_home))
+    result = subprocess.run([sys.executable, "-m", "pyterrier_hybrid.cli", "evaluate", "--langs", "de", "--model",
+                             "someorg/not-a-cached-model"], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert_user_error(result, "evaluate", "'someorg/not-a-cached-model'", "local model folder", cache=cache)
+
+
 def test_evaluate_checksum_mismatch(cache, corrupt_release):
     result = run_cli(["evaluate", "--langs", "en,de"], cache, lareqa=corrupt_release)
     assert_user_error(result, "evaluate", "checksum mismatch", f"{LANG}.json", cache=cache)
@@ -170,6 +183,18 @@ def test_train_missing_model_folder(cache, tmp_path):
     missing = tmp_path / "no-such-model"
     result = run_cli(["train", "--base-model", str(missing), "-o", str(tmp_path / "out")], cache)
     assert_user_error(result, "train", str(missing), "neither an existing local folder", cache=cache)
+
+
+def test_train_one_language_source_with_cross_lingual_batches(cache, tmp_path):
+    # a JSONL source in one language cannot fill alpha=0.5's cross-lingual batches: said before any model is built
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"parallel_id": f"p{i}", "query_lang": "de", "query": f"Frage {i}?", "passage_lang": "de",
+             "passage_sentence": f"Antwort {i}."} for i in range(40)]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    result = run_cli(["train", "--train", str(source), "--alpha", "0.5", "--batch-size", "8",
+                      "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", "alpha=0.5", "cross-lingual", "use alpha=1", cache=cache)
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_checksum_mismatch(cache, corrupt_release, tmp_path):

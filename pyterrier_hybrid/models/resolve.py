@@ -32,6 +32,10 @@ class ModelNotFoundError(UserError, FileNotFoundError):
     """A model argument names a local path that does not exist."""
 
 
+class HubModelUnavailableError(UserError, OSError):
+    """A hub id whose files are neither in the local Hugging Face cache nor downloadable (e.g. offline)."""
+
+
 class NotAModelFolderError(UserError, ValueError):
     """A model argument names a local folder that holds no model."""
 
@@ -87,3 +91,21 @@ def resolve_model(spec: str | Path | None = None, cache_dir: str | Path | None =
         f"model {str(spec)!r} is neither an existing local folder nor a hub id of the form 'org/name' "
         f"(resolved path: {str(path.absolute())!r})"
     )
+
+
+def load_sentence_transformer(name: str, device: str | None = None):
+    """``SentenceTransformer(name, device=device)`` for a name from :func:`resolve_model`; a hub id that cannot be
+    loaded (not cached, no network or ``HF_HUB_OFFLINE=1``) is a :class:`HubModelUnavailableError` naming the id and
+    what to do instead of sentence-transformers' multi-line ``OSError``."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(name, device=device)
+    except OSError as error:
+        if Path(name).expanduser().exists() or not is_hub_id(name):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HubModelUnavailableError(
+            f"cannot load hub model {name!r}: it is not in the local Hugging Face cache and could not be downloaded "
+            f"({reason}); without internet pass a local model folder, or 'default' for the embedded model"
+        ) from error

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS, join_candidate_text
-from ..models import resolve_model
+from ..models import load_sentence_transformer, resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -179,7 +179,7 @@ class SentenceTransformerBiEncoder(pyterrier_dr.BiEncoder):
         else:
             self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
             self.model_name = resolve_model(model)
-            self.model = SentenceTransformer(self.model_name, device=str(self.device))
+            self.model = load_sentence_transformer(self.model_name, device=str(self.device))
         self.model.to(self.device).eval()
         self.candidate_text = config.candidate_text
         self.query_prompt = (

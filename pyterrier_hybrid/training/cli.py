@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
     speed.add_argument("--freeze-word-embeddings", action="store_true",
                        help="do not train the word-embedding matrix (less memory and time on CPU)")
+    speed.add_argument("--no-fast-dropout", dest="fast_dropout", action="store_false",
+                       help="torch's own dropout and attention on CPU (the default draws dropout masks 15 bits at a "
+                            "time: same rate, another random stream, a faster step)")
+    speed.add_argument("--length-buckets", type=int, default=d.length_buckets, metavar="N",
+                       help="run each column of a training batch as N groups of similar length, each padded to its "
+                            f"own longest text (same loss; 1: one padded block; default: {d.length_buckets})")
     speed.add_argument("--max-memory-gb", type=float, default=None, metavar="GIB",
                        help="memory the run may use (default: 80%% of what is available); a batch estimated not to "
                             "fit trains with cached-mnrl (same gradients) in mini-batches that fit")
@@ -124,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         max_seq_length=args.max_seq_length,
         bf16=args.bf16,
         freeze_word_embeddings=args.freeze_word_embeddings,
+        fast_dropout=args.fast_dropout,
+        length_buckets=args.length_buckets,
         loss=args.loss,
         mini_batch_size=args.mini_batch_size,
         max_memory_gb=args.max_memory_gb,

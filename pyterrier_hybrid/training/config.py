@@ -19,6 +19,10 @@ class TrainingConfigError(UserError, ValueError):
     """A training configuration that cannot be run; the message lists every problem found."""
 
 
+#: Fields added after models were trained and saved, with the value that reproduces how those older runs trained.
+FIELDS_ABSENT_FROM_OLDER_RUNS = {"fast_dropout": False, "length_buckets": 1}
+
+
 @dataclass(frozen=True)
 class HybridTrainingConfig:
     """Everything that determines a training run. Defaults follow the paper (arXiv 2408.10536): AdamW, weight decay
@@ -50,6 +54,14 @@ class HybridTrainingConfig:
         fused_optimizer: AdamW as one fused kernel over all trainable weights (``torch.optim.AdamW(fused=True)``;
             the same update; on CPU torch's default is a loop of about ten operations per weight tensor). False
             gives the step of earlier versions (kept for benchmarks/training_speed.py).
+        fast_dropout: on CPU, draw dropout masks 15 bits at a time and use the eager attention with that mask
+            (:mod:`pyterrier_hybrid.training.fast_dropout`: torch's CPU dropout mask was 40% of a training step).
+            Same dropout rate and expectation, another random stream; False gives torch's dropout and attention.
+            No effect on GPU.
+        length_buckets: in training, run each column of a batch as this many groups of similar length, each padded
+            to its own longest text (:mod:`pyterrier_hybrid.training.length_buckets`; same loss and gradients up to
+            rounding, a quarter to a half less padding on LAReQA); 1: one padded block per column, as
+            sentence-transformers does.
         max_memory_gb: memory (GiB) the run may use; None: what this process holds plus 80% of the memory still
             available. Before the first step the trainer estimates the step's peak
             (:mod:`pyterrier_hybrid.training.memory`); when "mnrl" would not fit it trains with "cached-mnrl" (same
@@ -91,6 +103,8 @@ class HybridTrainingConfig:
     loss: str = "mnrl"
     mini_batch_size: int = 32
     fused_optimizer: bool = True
+    fast_dropout: bool = True
+    length_buckets: int = 4
     max_memory_gb: float | None = None
     scale: float = 20.0
     hard_negatives: bool = False
@@ -120,7 +134,7 @@ class HybridTrainingConfig:
                 f"different languages, but train_langs names only {', '.join(self.train_langs) or 'none'}: "
                 "add a second language or set alpha to 1 (monolingual batches only)"
             )
-        for name in ("batch_size", "mini_batch_size", "eval_steps", "save_steps", "logging_steps"):
+        for name in ("batch_size", "mini_batch_size", "eval_steps", "save_steps", "logging_steps", "length_buckets"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.learning_rate <= 0:
@@ -174,7 +188,9 @@ class HybridTrainingConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainingConfigError(f"unknown training configuration field(s): {', '.join(unknown)}")
-        return cls(**data)
+        # A configuration saved before a field existed was trained the way the stock value listed there trains.
+        absent = {name: value for name, value in FIELDS_ABSENT_FROM_OLDER_RUNS.items() if name not in data}
+        return cls(**{**absent, **data})
 
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write the configuration (and ``extra`` facts of the run, under "run") as JSON."""

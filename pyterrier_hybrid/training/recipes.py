@@ -21,18 +21,18 @@ Time budget (one direction, 3 seeds x 3 systems in at most 150 minutes on 2 core
     Evaluation of one trained model on XQuAD-R (sentences, 11 languages): 206 s (the CPU comparison,
     benchmarks/results/paper_comparison/cpu); 9 models + base (200 s) + BM25 (34 s): 35 min.
     Left for training: 150 - 35 = 115 min for 9 runs = 767 s each; 60 s of it load the model and data.
-    Step of this recipe: measured 175-215 s on the shared machine (``--recipe paper-cpu --max-steps 3``, one
-    thread, load ~12), 9.5x the CPU preset's step measured there the same hour (~20 s,
-    benchmarks/training_speed.py); that ratio matches the work (24,600 padded tokens x 4/3 for the cached loss's
-    extra forward pass vs 3,474). On a quiet machine the CPU preset's step is 2.7 s (the CPU comparison: 100 steps
-    in 272 s), so this recipe's is about 9.5 x 2.7 = 26 s.
-    An epoch: 10 x 26 s + a validation of 4 batches of 10 and a checkpoint (10 s) = 270 s. Two epochs per run:
-    35 + 9 x (60 + 2 x 270) / 60 = 125 min; three would be 166 min. So: 2 epochs (20 steps, 2,000 triplets per
-    system), validation and a checkpoint every epoch, patience 1 (stop when the second epoch does not improve the
-    held-out loss; the best epoch's weights are kept either way).
+    Step of this recipe: 14.1 s, measured with the faster step (fused AdamW, fast dropout, length buckets:
+    benchmarks/training_speed.py --recipe-steps 4, benchmarks/README.md (e)) on the 2 cores when nothing else ran
+    (the CPU preset's step measured in the same run: 2.0-3.2 s; the host's speed varied by 1.5x within minutes).
+    An epoch: 10 x 14.1 s + a validation of 4 batches of 10 and a checkpoint (10 s) = 151 s. Per run 767 - 60 =
+    707 s of training -> 4 epochs (604 s): 35 + 9 x (60 + 4 x 151) / 60 = 135 min for the direction (5 epochs
+    would be 157). So: at most 4 epochs (40 steps, 4,000 triplets per system), validation and a checkpoint every
+    epoch, patience 1 (stop at the first epoch that does not improve the held-out loss; the best epoch's weights
+    are kept either way). Before the step was made faster (175-215 s per step on the loaded machine, about 26 s on
+    quiet cores) the same budget allowed 2 epochs.
 
-On the machine as loaded as when it was measured (~7x slower) the direction would take about 10 hours: run it on a
-quiet machine. A run that is interrupted resumes from its last checkpoint (``train(config, resume=True)`` /
+Run it on a quiet machine: with other jobs on the two cores a step is several times slower. A run that is
+interrupted resumes from its last checkpoint (``train(config, resume=True)`` /
 ``pyterrier-hybrid train --recipe paper-cpu ... --resume``), and the progress bar shows the elapsed and remaining time
 (the remaining time assumes no early stop).
 """
@@ -74,7 +74,7 @@ class TimeBudget:
 
 #: Measured on the shared 2-core machine (see the module docstring and benchmarks/README.md (e)).
 PAPER_CPU_TIME_BUDGET = TimeBudget(
-    budget_min=150, runs=9, evaluation_min=35.0, overhead_per_run_s=60, step_s=26.0, eval_pass_s=10.0,
+    budget_min=150, runs=9, evaluation_min=35.0, overhead_per_run_s=60, step_s=14.1, eval_pass_s=10.0,
     steps_per_epoch=10,
 )
 

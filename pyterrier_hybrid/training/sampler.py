@@ -40,6 +40,7 @@ import numpy as np
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from pyterrier_hybrid.datasets.parallel import ParallelExample
+from pyterrier_hybrid.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,12 @@ __all__ = [
     "HybridBatchSamplerFactory",
     "ParallelRows",
     "SamplerDataError",
+    "check_feasible",
     "distributed_world_size",
 ]
 
 
-class SamplerDataError(ValueError):
+class SamplerDataError(UserError, ValueError):
     """The training examples cannot satisfy what the sampler was asked for."""
 
 
@@ -61,6 +63,43 @@ def _codes(values: Sequence[Hashable]) -> np.ndarray:
     processes, unlike ``hash()`` of strings)."""
     index: dict = {}
     return np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values))
+
+
+def check_feasible(rows: ParallelRows, alpha: float, batch_size: int, num_replicas: int = 1) -> None:
+    """Raise :class:`SamplerDataError` when ``rows`` cannot fill the batches ``alpha`` asks for: a language with
+    fewer distinct parallel ids than a (global) batch, or too few parallel ids with a cross-lingual pair. The
+    trainer calls it on the training examples before it loads a model; the sampler again on its dataset."""
+    needed = batch_size * num_replicas
+    per_rank = f" ({batch_size} per rank x {num_replicas} ranks)" if num_replicas > 1 else ""
+    mono = rows.query_langs == rows.passage_langs
+    if alpha > 0:
+        languages = sorted(set(rows.query_langs[mono].tolist()))
+        if not languages:
+            raise SamplerDataError(
+                f"alpha={alpha} asks for monolingual batches but no training example has its query and "
+                "passage in the same language"
+            )
+        for lang in languages:
+            distinct = len(np.unique(rows.parallel_ids[mono & (rows.query_langs == lang)]))
+            if distinct < needed:
+                raise SamplerDataError(
+                    f"language {lang!r} has {distinct} monolingual examples with distinct parallel ids, fewer "
+                    f"than one batch of {needed}{per_rank}: lower the batch size or drop the language"
+                )
+    if alpha < 1:
+        cross_ids = np.unique(rows.parallel_ids[~mono])
+        if len(cross_ids) == 0:
+            langs = sorted(set(rows.query_langs.tolist()) | set(rows.passage_langs.tolist()))
+            raise SamplerDataError(
+                f"alpha={alpha} asks for cross-lingual batches (probability {1 - alpha:g}) but the "
+                f"training examples have no pair with query language != passage language (languages: "
+                f"{', '.join(langs)}); use alpha=1 or add languages"
+            )
+        if len(cross_ids) < needed:
+            raise SamplerDataError(
+                f"only {len(cross_ids)} parallel ids have a cross-lingual pair, fewer than one "
+                f"batch of {needed}{per_rank}: lower the batch size"
+            )
 
 
 @dataclass(frozen=True)
@@ -227,34 +266,7 @@ class HybridBatchSampler(DefaultBatchSampler):
         self.batches_per_epoch = int(batches_per_epoch)
 
     def _check_feasible(self) -> None:
-        needed = self.global_batch_size
-        per_rank = f" ({self.batch_size} per rank x {self.num_replicas} ranks)" if self.num_replicas > 1 else ""
-        if self.alpha > 0:
-            if not self.languages:
-                raise SamplerDataError(
-                    f"alpha={self.alpha} asks for monolingual batches but no training example has its query and "
-                    "passage in the same language"
-                )
-            for lang, lang_rows in self.monolingual_rows.items():
-                distinct = len(np.unique(self.rows.parallel_ids[lang_rows]))
-                if distinct < needed:
-                    raise SamplerDataError(
-                        f"language {lang!r} has {distinct} monolingual examples with distinct parallel ids, fewer "
-                        f"than one batch of {needed}{per_rank}: lower the batch size or drop the language"
-                    )
-        if self.alpha < 1:
-            if len(self.cross_parallel_ids) == 0:
-                langs = sorted(set(self.rows.query_langs.tolist()) | set(self.rows.passage_langs.tolist()))
-                raise SamplerDataError(
-                    f"alpha={self.alpha} asks for cross-lingual batches (probability {1 - self.alpha:g}) but the "
-                    f"training examples have no pair with query language != passage language (languages: "
-                    f"{', '.join(langs)}); use alpha=1 or add languages"
-                )
-            if len(self.cross_parallel_ids) < needed:
-                raise SamplerDataError(
-                    f"only {len(self.cross_parallel_ids)} parallel ids have a cross-lingual pair, fewer than one "
-                    f"batch of {needed}{per_rank}: lower the batch size"
-                )
+        check_feasible(self.rows, self.alpha, self.batch_size, self.num_replicas)
 
     def __len__(self) -> int:
         """Per-rank batches of one epoch times the number of ranks (what accelerate's sharding expects)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -367,6 +367,8 @@ class PreparedTraining:
     checkpoint: Path | None
     world_size: int
     memory_plan: MemoryPlan
+    #: undo the training-only changes of the model (fast dropout, length buckets) before it is saved
+    restorers: tuple[Callable[[], None], ...] = ()
 
     @property
     def output_dir(self) -> Path:
@@ -379,7 +381,11 @@ class PreparedTraining:
 
     def run(self) -> Path:
         trainer, config, out = self.trainer, self.config, self.output_dir
-        trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        finally:
+            for restore in self.restorers:  # the saved model is the stock architecture
+                restore()
         if trainer.is_world_process_zero():
             trainer.model.save(str(out))
             loss_rows = write_loss_curve(trainer.state.log_history, out)
@@ -417,7 +423,6 @@ def prepare_training(
 ) -> PreparedTraining:
     """Load the data and the model and build the trainer for ``config`` (see :func:`train`)."""
     import torch
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MultipleNegativesRankingLoss,
@@ -426,23 +431,32 @@ def prepare_training(
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
     from transformers import ProgressCallback
 
-    from .sampler import HybridBatchSamplerFactory
+    from .fast_dropout import install_fast_dropout
+    from .length_buckets import install_length_buckets
+    from .sampler import HybridBatchSamplerFactory, ParallelRows, check_feasible
 
     out = Path(config.output_dir)
     checkpoint = _check_output_dir(out, config, resume)
-    from pyterrier_hybrid.models import resolve_model  # the default is built here on first use
+    from pyterrier_hybrid.models import load_sentence_transformer, resolve_model  # the default is built here
+
+    # The data first: a source that cannot fill the batches asked for fails before a model is built or loaded.
+    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+    train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
+    check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
 
     base_model = resolve_model(config.base_model)
 
-    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
-    train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
-
-    model = SentenceTransformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_sentence_transformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length
     if config.freeze_word_embeddings:
         frozen = freeze_word_embeddings(model)
         logger.info("froze %d word-embedding weights", frozen)
+    restorers = []  # training-only changes of the model, undone before it is saved
+    if config.fast_dropout and model.device.type == "cpu":
+        restorers.append(install_fast_dropout(model))
+    if config.length_buckets > 1:
+        restorers.append(install_length_buckets(model, config.length_buckets))
     prompts = training_prompts(model, config)
     query_prompt, passage_prompt = prompts
 
@@ -539,6 +553,7 @@ def prepare_training(
         checkpoint=checkpoint,
         world_size=world_size,
         memory_plan=memory_plan,
+        restorers=tuple(restorers),
     )
 
 
