@@ -22,6 +22,7 @@ dropout is on.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -53,9 +54,7 @@ class _MaskedScale(torch.autograd.Function):
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """A boolean mask of ``shape``: each element True (kept) with probability 1 - round(p * 2**15) / 2**15."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     # random_() on int64 gives uniform values in [0, 2**63): every bit but the top one is uniform, so each of the
     # four 16-bit slices of a word is uniform once its top bit is masked off.
     words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_()

@@ -60,12 +60,13 @@ def install_length_buckets(model: nn.Module, buckets: int = 4, min_rows: int = 8
             return stock_forward(features, **kwargs)
         ids, mask = features["input_ids"], features["attention_mask"]
         rows, width = ids.shape
-        groups = bucket_rows(mask.sum(dim=1), buckets, min_rows)
+        lengths = mask.sum(dim=1)
+        groups = bucket_rows(lengths, buckets, min_rows)
         if len(groups) < 2:
             return stock_forward(features, **kwargs)
         pieces = []
         for rows_of_group in groups:
-            length = int(mask[rows_of_group].sum(dim=1).max())
+            length = int(lengths[rows_of_group].max())
             sub = {}
             for key, value in features.items():
                 if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[:2] == (rows, width):
