@@ -13,7 +13,14 @@ import pytest
 
 from pyterrier_hybrid.cli import main as cli_main
 from pyterrier_hybrid.evaluation.subsets import TopicSubset
-from pyterrier_hybrid.experiments.aggregate import aggregate_table, language_split, markdown_with_spread, mean_result
+from pyterrier_hybrid.experiments.aggregate import (
+    aggregate_table,
+    language_split,
+    markdown_with_spread,
+    mean_result,
+    seed_spread_markdown,
+    seed_spread_table,
+)
 from pyterrier_hybrid.experiments.presets import (
     MLQA_TO_XQUAD,
     PRESETS,
@@ -22,6 +29,7 @@ from pyterrier_hybrid.experiments.presets import (
     Direction,
 )
 from pyterrier_hybrid.experiments.significance import balanced_pairs
+from pyterrier_hybrid.experiments.training_curves import plot_loss_curves, training_runs_table
 from pyterrier_hybrid.experiments.training_runs import ModelStore, plan_training
 
 
@@ -99,6 +107,70 @@ def test_mean_result_averages_seeds_and_aggregate_table_gives_the_spread():
     assert table["m std"].iloc[0] == pytest.approx(np.std([0.6, 0.8], ddof=1))
     assert np.isnan(table["m std"].iloc[1])
     assert "0.7000 ± 0.1414" in markdown_with_spread(table, ["System"])
+
+
+def test_seed_spread_says_whether_a_difference_exceeds_both_systems_spread():
+    def runs(system, values):
+        return [{"System": system, "m": v, "r": 100 - 10 * v, "seed": seed} for seed, v in zip((42, 43, 44), values)]
+
+    rows = runs("hybrid", [0.60, 0.61, 0.62]) + runs("mono", [0.50, 0.51, 0.52]) + runs("noisy", [0.40, 0.60, 0.80])
+    table = seed_spread_table(rows, "hybrid", ["mono", "noisy"], measures=["m", "r"]).set_index(["Baseline", "Measure"])
+    assert table.loc[("mono", "m"), "Difference"] == pytest.approx(0.10)
+    assert table.loc[("mono", "m"), "System std"] == pytest.approx(0.01)
+    assert table["exceeds spread"].to_dict() == {("mono", "m"): True, ("mono", "r"): True,
+                                                 ("noisy", "m"): False, ("noisy", "r"): False}
+    assert table.loc[("mono", "m"), "Welch p"] < 0.01
+    assert table.loc[("mono", "r"), "Difference"] == pytest.approx(-1.0)  # the sign is kept (lower is better here)
+    assert table.loc[("noisy", "m"), "Difference"] == pytest.approx(0.01)
+    assert table.loc[("noisy", "m"), "Baseline std"] == pytest.approx(0.2)
+    assert table.loc[("noisy", "m"), "Welch p"] > 0.5
+    markdown = seed_spread_markdown(table.reset_index())
+    assert "| mono | m | +0.1000 | 0.0100 / 0.0100 | 3 / 3 | yes |" in markdown
+    # one seed of a system: no spread, no verdict
+    single = seed_spread_table(runs("hybrid", [0.6]) + runs("mono", [0.5, 0.7]), "hybrid", ["mono"], measures=["m"])
+    assert single["exceeds spread"].iloc[0] is None and np.isnan(single["Welch p"].iloc[0])
+    no_pairs = [{**row, "cross": np.nan} for row in rows]  # a measure of a setting the evaluation did not have
+    assert seed_spread_table(no_pairs, "hybrid", ["mono"], measures=["m", "cross"])["Measure"].tolist() == ["m"]
+    with pytest.raises(ValueError, match="'X-Y'"):
+        seed_spread_table(rows, "hybrid", ["X-Y"], measures=["m"])
+
+
+def _model_folder(path: Path, *, steps: int, epochs: float, steps_per_epoch: int, eval_losses: dict[int, float]):
+    """A model folder as the trainer leaves it (training_config.json, loss_curve.csv), for the report's readers."""
+    path.mkdir(parents=True)
+    config = {"config": {"max_steps": None, "epochs": epochs},
+              "run": {"global_steps": steps, "steps_per_epoch": steps_per_epoch, "final_training_loss": 0.9}}
+    (path / "training_config.json").write_text(json.dumps(config))
+    lines = ["step,epoch,loss,eval_loss,learning_rate,grad_norm"]
+    for step in range(5, steps + 1, 5):
+        lines.append(f"{step},{step / steps_per_epoch},{2.0 - step / 40},{eval_losses.get(step, '')},1e-5,1.0")
+    (path / "loss_curve.csv").write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_training_runs_table_reads_early_stopping_and_the_best_held_out_loss(tmp_path):
+    from types import SimpleNamespace
+
+    stopped = _model_folder(tmp_path / "a", steps=30, epochs=4, steps_per_epoch=10,
+                            eval_losses={10: 0.66, 20: 0.50, 30: 0.52})
+    full = _model_folder(tmp_path / "b", steps=40, epochs=4, steps_per_epoch=10,
+                         eval_losses={10: 0.70, 20: 0.60, 30: 0.55, 40: 0.54})
+    runs = [SimpleNamespace(label="BM25", seed=None, alpha=None, model="bm25"),
+            SimpleNamespace(label="X-X-mono", seed=42, alpha=1.0, model=stopped),
+            SimpleNamespace(label="hybrid", seed=42, alpha=0.5, model=full)]
+    table = training_runs_table(runs).set_index("System")
+    assert list(table.index) == ["X-X-mono", "hybrid"]
+    assert table.loc["X-X-mono", "stopped early"] and not table.loc["hybrid", "stopped early"]
+    assert table.loc["X-X-mono", "planned steps"] == 40
+    assert table.loc["X-X-mono", "best step"] == 20
+    assert table.loc["X-X-mono", "best held-out loss"] == pytest.approx(0.50)
+    assert table.loc["hybrid", "best step"] == 40
+    assert table.loc["hybrid", "first held-out loss"] == pytest.approx(0.70)
+    png = tmp_path / "curves.png"
+    plot_loss_curves(runs, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileNotFoundError, match="loss_curve.csv"):
+        training_runs_table([SimpleNamespace(label="x", seed=1, alpha=1.0, model=str(tmp_path))])
 
 
 def test_plan_training_trains_each_model_once(tmp_path):
@@ -185,6 +257,22 @@ def test_smoke_run_writes_table_1_with_every_system(smoke_run):
     assert (table["Rank distance ↓"] >= 0).all()
     report = (smoke_run / "paper_comparison.md").read_text(encoding="utf-8")
     assert "X-X-mono (alpha=1)" in report and "### Alpha sweep" in report
+    # one seed: hybrid against the baseline is reported, with no spread to compare against
+    assert "### Hybrid against each baseline, over seeds" in report
+    spread = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "seed_spread.csv")
+    assert set(spread["Baseline"]) == {"X-X-mono (alpha=1)"} and spread["exceeds spread"].isna().all()
+    hybrid_multi = table.set_index("System").loc["hybrid (alpha=0.5)", "Multilingual mAP"]
+    mono_multi = table.set_index("System").loc["X-X-mono (alpha=1)", "Multilingual mAP"]
+    assert spread.set_index("Measure").loc["Multilingual mAP", "Difference"] == pytest.approx(hybrid_multi - mono_multi)
+
+
+def test_smoke_run_reports_the_training_runs_and_their_loss_curves(smoke_run):
+    direction = smoke_run / "mlqa-r_to_xquad-r"
+    runs = pd.read_csv(direction / "training_runs.csv")
+    assert runs["System"].tolist() == ["X-X-mono (alpha=1)", "hybrid (alpha=0.5)"]
+    assert (runs["steps"] == 2).all() and (runs["planned steps"] == 2).all() and not runs["stopped early"].any()
+    assert (direction / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "### Training runs" in (direction / "report.md").read_text(encoding="utf-8")
 
 
 def test_smoke_run_splits_seen_and_unseen_languages(smoke_run):

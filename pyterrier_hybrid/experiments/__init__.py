@@ -8,7 +8,8 @@ modules:
   (cpu, gpu, demo), :func:`override_preset`;
 - :mod:`.training_runs`: the models a comparison trains, trained once or reused (:class:`ModelStore`);
 - :mod:`.comparison`: :class:`Comparison`, the whole run (Table 1 per direction, plots, run.json);
-- :mod:`.aggregate`: mean and spread over seeds, the seen/unseen language split;
+- :mod:`.aggregate`: mean and spread over seeds, whether a difference exceeds the spread, the seen/unseen split;
+- :mod:`.training_curves`: how each trained model's run went (steps, early stop, held-out loss) and its loss curves;
 - :mod:`.significance`: paired tests through ``pt.Experiment`` with Holm correction;
 - :mod:`.sweep`: the alpha sweep's table and plot;
 - :mod:`.robustness`: clean vs perturbed queries for every system (:class:`RobustnessConfig`,
@@ -43,8 +44,11 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "language_split": ".aggregate",
     "markdown_with_spread": ".aggregate",
     "mean_result": ".aggregate",
+    "seed_spread_table": ".aggregate",
     "seen_unseen_table": ".aggregate",
     "table1": ".aggregate",
+    "plot_loss_curves": ".training_curves",
+    "training_runs_table": ".training_curves",
     "TestSet": ".significance",
     "balanced_pairs": ".significance",
     "build_test_sets": ".significance",

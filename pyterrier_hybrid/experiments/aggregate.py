@@ -5,7 +5,9 @@
 - :func:`aggregate_table`: mean, standard deviation and number of runs of every measure column per key;
 - :func:`table1` / :func:`seen_unseen_table`: the paper's Table 1 for a set of system runs, whole or split by
   :func:`language_split` into the languages seen in training and the unseen ones;
-- :func:`markdown_with_spread`: such a table as Markdown, ``mean ± std`` where there is a spread.
+- :func:`markdown_with_spread`: such a table as Markdown, ``mean ± std`` where there is a spread;
+- :func:`seed_spread_table` / :func:`seed_spread_markdown`: whether one system's difference to each baseline exceeds
+  the seed-to-seed spread of the two.
 """
 from __future__ import annotations
 
@@ -16,7 +18,11 @@ import pandas as pd
 
 from ..evaluation.report import SETTING_COLUMNS, EvaluationResult, comparison_table, markdown_table, summary_frame
 
-__all__ = ["aggregate_table", "language_split", "markdown_with_spread", "mean_result", "seen_unseen_table", "table1"]
+__all__ = ["aggregate_table", "language_split", "markdown_with_spread", "mean_result", "seed_rows",
+           "seed_spread_markdown", "seed_spread_table", "seen_unseen_table", "table1"]
+
+#: The Table-1 measures a seed-spread comparison reads (higher is better except rank distance).
+SPREAD_MEASURES = ("Monolingual mAP", "Cross-lingual mAP", "Multilingual mAP", "Rank distance ↓")
 
 
 def mean_result(results: Sequence[Any]):
@@ -71,11 +77,12 @@ def table1(system_runs: Sequence[Any]) -> pd.DataFrame:
     ``system_runs``: objects with ``label``, ``seed`` and ``result`` (an EvaluationResult), e.g.
     :class:`~pyterrier_hybrid.experiments.comparison.SystemRun`; runs sharing a label are seeds of one system.
     """
-    rows = []
-    for run in system_runs:
-        row = comparison_table({run.label: run.result}).iloc[0].to_dict()
-        rows.append({**row, "seed": run.seed})
-    return aggregate_table(rows, ["System"])
+    return aggregate_table(seed_rows(system_runs), ["System"])
+
+
+def seed_rows(system_runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Table 1's row of every run (``System``, the measures, ``seed``), before averaging over seeds."""
+    return [{**comparison_table({run.label: run.result}).iloc[0].to_dict(), "seed": run.seed} for run in system_runs]
 
 
 def seen_unseen_table(system_runs: Sequence[Any], seen: set[str]) -> pd.DataFrame:
@@ -106,4 +113,59 @@ def markdown_with_spread(table: pd.DataFrame, keys: Sequence[str], digits: int =
             else:
                 cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
         shown[measure] = cells
+    return markdown_table(shown)
+
+
+def seed_spread_table(rows: Sequence[dict[str, Any]], system: str, baselines: Sequence[str],
+                      measures: Sequence[str] = SPREAD_MEASURES) -> pd.DataFrame:
+    """Whether ``system``'s difference to each of ``baselines`` exceeds the seed spread; ``rows``: one dict per run
+    with ``System`` and the measures (:func:`seed_rows`), runs sharing a system being its seeds.
+
+    One row per baseline and measure: both means and seed standard deviations, the difference (system - baseline),
+    ``exceeds spread`` (|difference| larger than both systems' standard deviations; None with fewer than two seeds
+    of either) and Welch's two-sided t-test over the seeds (unequal variances: the systems' spreads differ). With
+    three seeds a system the test has little power; the spread is the plainer reading. A measure either system has
+    no value of (a setting type the evaluation did not have) is left out.
+    """
+    from scipy.stats import ttest_ind
+
+    frame = pd.DataFrame(rows)
+    unknown = [label for label in (system, *baselines) if label not in set(frame.get("System", ()))]
+    if unknown:
+        raise ValueError(f"no runs of {', '.join(map(repr, unknown))}; systems: {', '.join(frame['System'].unique())}")
+    spread_rows = []
+    ours = frame[frame["System"] == system]
+    for baseline in baselines:
+        theirs = frame[frame["System"] == baseline]
+        for measure in measures:
+            a, b = ours[measure].dropna().to_numpy(), theirs[measure].dropna().to_numpy()
+            if len(a) == 0 or len(b) == 0:  # a setting type the evaluation did not have (one language: no pairs)
+                continue
+            std_a = a.std(ddof=1) if len(a) > 1 else float("nan")
+            std_b = b.std(ddof=1) if len(b) > 1 else float("nan")
+            difference = a.mean() - b.mean()
+            spread_known = len(a) > 1 and len(b) > 1
+            p = float(ttest_ind(a, b, equal_var=False).pvalue) if spread_known else float("nan")
+            spread_rows.append({
+                "System": system, "Baseline": baseline, "Measure": measure,
+                "System mean": a.mean(), "Baseline mean": b.mean(), "Difference": difference,
+                "System std": std_a, "Baseline std": std_b, "seeds": f"{len(a)} / {len(b)}",
+                "exceeds spread": bool(abs(difference) > max(std_a, std_b)) if spread_known else None,
+                "Welch p": p,
+            })
+    return pd.DataFrame(spread_rows)
+
+
+def seed_spread_markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    """:func:`seed_spread_table` as Markdown: one line per baseline and measure."""
+    shown = pd.DataFrame({
+        "Baseline": table["Baseline"],
+        "Measure": table["Measure"],
+        "System − baseline": [f"{d:+.{digits}f}" for d in table["Difference"]],
+        "std (system / baseline)": [" / ".join("" if pd.isna(v) else f"{v:.{digits}f}" for v in pair)
+                                    for pair in zip(table["System std"], table["Baseline std"])],
+        "seeds": table["seeds"],
+        "exceeds spread": ["" if e is None else ("yes" if e else "no") for e in table["exceeds spread"]],
+        "Welch p": ["" if pd.isna(p) else f"{p:.3f}" for p in table["Welch p"]],
+    })
     return markdown_table(shown)

@@ -9,7 +9,8 @@ collection, evaluate on the other, which is never seen in training), :class:`Com
   hyperparameters; with ``debias``, a debiased variant of the base and of every trained system;
 
 and writes per direction Table 1 (mean ± std over seeds, :mod:`.aggregate`), the seen/unseen language split, paired
-significance tests against the monolingual-trained system (:mod:`.significance`), the alpha sweep (:mod:`.sweep`),
+significance tests against the monolingual-trained system (:mod:`.significance`), hybrid against each baseline over
+seeds, the training runs and their loss curves (:mod:`.training_curves`), the alpha sweep (:mod:`.sweep`),
 mAP heatmaps and bar plots, and a ``run.json`` beside every result. ``pyterrier-hybrid compare`` drives it::
 
     from pyterrier_hybrid.experiments import Comparison, PRESETS, override_preset
@@ -34,15 +35,19 @@ from ..datasets import lareqa_collection
 from ..evaluation import EvaluationResult, LAReQAEvaluationConfig, evaluate_lareqa
 from ..evaluation.cache import RetrieverCache
 from ..evaluation.plots import plot_rank_distance_bars, plot_setting_bars
+from ..evaluation.report import markdown_table
 from ..evaluation.runs import TopRun
 from ..evaluation.subsets import TopicSubset
 from ..models import resolve_model
 from ..provenance import command_line, git_commit, machine, utc_now, versions, write_json
 from ..retrieval.systems import SystemOptions, SystemSpec, build_factory
-from .aggregate import markdown_with_spread, mean_result, seen_unseen_table, table1
+from ..training.trainer import LOSS_CURVE_CSV
+from .aggregate import (markdown_with_spread, mean_result, seed_rows, seed_spread_markdown, seed_spread_table,
+                        seen_unseen_table, table1)
 from .presets import BASELINE_ALPHA, ComparisonPreset, Direction, PresetError
 from .significance import TestSet, build_test_sets, significance_markdown, significance_tests, top_runs
 from .sweep import plot_alpha_sweep, sweep_frame
+from .training_curves import plot_loss_curves, training_runs_table
 from .training_runs import ModelFolderError, ModelStore, alpha_label, model_name, plan_training
 
 __all__ = [
@@ -420,6 +425,9 @@ class Comparison:
         significance.to_csv(out / "significance.csv", index=False)
         significance_md = significance_markdown(significance, baseline or "alpha=1", preset.significance_depth)
 
+        spread_md = self.write_seed_spread(main_runs, out)
+        training_md = self.write_training_curves(main_runs, out)
+
         by_label: dict[str, list] = {}
         for run in main_runs:
             by_label.setdefault(run.label, []).append(run.result)
@@ -462,6 +470,13 @@ class Comparison:
             "",
             significance_md,
         ]
+        if spread_md is not None:
+            lines += ["", "### Hybrid against each baseline, over seeds", "",
+                      "Difference of the seed means; `exceeds spread`: |difference| larger than both systems' seed "
+                      "standard deviations; Welch p: two-sided Welch t-test over the seeds (little power with few "
+                      "seeds).", "", spread_md]
+        if training_md is not None:
+            lines += ["", "### Training runs", "", training_md, "", f"Loss curves: {out / 'loss_curves.png'}"]
         if sweep_md is not None:
             lines += ["", "### Alpha sweep", "", sweep_md, "", f"Plot: {sweep_plot}"]
         lines += ["", "Plots: " + ", ".join(str(p) for p in plots)
@@ -470,6 +485,39 @@ class Comparison:
         (out / "report.md").write_text(markdown, encoding="utf-8")
         return {"direction": direction.name, "markdown": markdown, "table_md": table_md, "plots": plots,
                 "table": table}
+
+    @staticmethod
+    def write_seed_spread(main_runs: Sequence[SystemRun], out: Path) -> str | None:
+        """``seed_spread.csv``: every hybrid alpha (strictly between 0 and 1) of the main systems against the
+        baselines (alpha 1 and 0) present, over seeds; its Markdown, or None without a hybrid and a baseline."""
+        plain = [r for r in main_runs if r.alpha is not None and not r.spec_options]
+        label_of = {r.alpha: r.label for r in plain}
+        hybrids = [label_of[a] for a in sorted(label_of) if 0 < a < 1]
+        baselines = [label_of[a] for a in (1.0, 0.0) if a in label_of]
+        if not hybrids or not baselines:
+            return None
+        rows = seed_rows(plain)
+        table = pd.concat([seed_spread_table(rows, hybrid, baselines) for hybrid in hybrids], ignore_index=True)
+        table.to_csv(out / "seed_spread.csv", index=False)
+        parts = []
+        for hybrid in hybrids:
+            if len(hybrids) > 1:
+                parts += [f"{hybrid}:", ""]
+            parts.append(seed_spread_markdown(table[table["System"] == hybrid]))
+        return "\n\n".join(parts)
+
+    @staticmethod
+    def write_training_curves(main_runs: Sequence[SystemRun], out: Path) -> str | None:
+        """``training_runs.csv`` and ``loss_curves.png`` of the trained main systems; the table's Markdown, or None
+        when no trained model folder has a loss curve (e.g. the models were moved after the evaluation)."""
+        trained = [r for r in main_runs if r.alpha is not None and not r.spec_options
+                   and (Path(r.model) / LOSS_CURVE_CSV).is_file()]
+        if not trained:
+            return None
+        table = training_runs_table(trained)
+        table.to_csv(out / "training_runs.csv", index=False)
+        plot_loss_curves(trained, out / "loss_curves.png")
+        return markdown_table(table)
 
     def run(self) -> dict[str, Any]:
         """Checks the inputs, trains, evaluates every direction, writes ``paper_comparison.md`` and ``run.json``."""
