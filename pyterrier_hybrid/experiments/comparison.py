@@ -476,7 +476,10 @@ class Comparison:
                       "standard deviations; Welch p: two-sided Welch t-test over the seeds (little power with few "
                       "seeds).", "", spread_md]
         if training_md is not None:
-            lines += ["", "### Training runs", "", training_md, "", f"Loss curves: {out / 'loss_curves.png'}"]
+            lines += ["", "### Training runs", "",
+                      "Held-out batches follow each system's alpha (monolingual only for alpha 1, cross-lingual only "
+                      "for alpha 0): held-out losses compare seeds and epochs of a system, not systems.", "",
+                      training_md, "", f"Loss curves: {out / 'loss_curves.png'}"]
         if sweep_md is not None:
             lines += ["", "### Alpha sweep", "", sweep_md, "", f"Plot: {sweep_plot}"]
         lines += ["", "Plots: " + ", ".join(str(p) for p in plots)
