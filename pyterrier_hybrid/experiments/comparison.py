@@ -477,8 +477,8 @@ class Comparison:
                       "seeds).", "", spread_md]
         if training_md is not None:
             lines += ["", "### Training runs", "",
-                      "Held-out batches follow each system's alpha (monolingual only for alpha 1, cross-lingual only "
-                      "for alpha 0): held-out losses compare seeds and epochs of a system, not systems.", "",
+                      "Held-out batches are drawn with each run's alpha (monolingual only for alpha 1, cross-lingual "
+                      "only for alpha 0) and seed: a held-out loss compares the epochs of one run, not runs.", "",
                       training_md, "", f"Loss curves: {out / 'loss_curves.png'}"]
         if sweep_md is not None:
             lines += ["", "### Alpha sweep", "", sweep_md, "", f"Plot: {sweep_plot}"]

@@ -5,8 +5,8 @@
 - :func:`plot_loss_curves`: every model's training and held-out loss by step in one figure, a colour per system and
   a line style per seed, so that the seed-to-seed spread of the curves is visible next to the systems' differences.
 
-The held-out batches follow each system's own alpha (X-X-mono: monolingual batches only, X-Y: cross-lingual only,
-which are harder), so held-out losses compare seeds and epochs of one system, not systems with each other.
+The held-out batches are drawn with each run's own alpha (X-X-mono: monolingual batches only, X-Y: cross-lingual
+only, which are harder) and seed, so a held-out loss compares the epochs of one run, not runs with each other.
 
 Both read what the trainer wrote into each model folder (``training_config.json``, ``loss_curve.csv``); a run
 resumed from a checkpoint has its whole curve there (the trainer's log history travels with the checkpoint).
@@ -98,7 +98,7 @@ def plot_loss_curves(system_runs: Sequence[Any], path: str | Path | None = None)
             points = curve.dropna(subset=["eval_loss"])
             held_ax.plot(points["step"], points["eval_loss"], marker="o", **style)
     train_ax.set_title("training loss")
-    held_ax.set_title("held-out loss (each system's own batch types; best epoch kept)")
+    held_ax.set_title("held-out loss (each run's own batches; best epoch kept)")
     for ax in (train_ax, held_ax):
         ax.set_xlabel("step")
         ax.set_ylabel("InfoNCE loss")
