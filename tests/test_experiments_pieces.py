@@ -12,7 +12,7 @@ from pyterrier_hybrid.datasets import LAREQA_LANGUAGES
 from pyterrier_hybrid.datasets.candidates import candidate_text
 from pyterrier_hybrid.datasets.irds import settings as irds_settings
 from pyterrier_hybrid.datasets.settings import lareqa_settings
-from pyterrier_hybrid.evaluation.runs import TopRun, score_matrix_top_run
+from pyterrier_hybrid.evaluation.runs import TopRun, load_top_runs, save_top_runs, score_matrix_top_run
 from pyterrier_hybrid.provenance import git_commit, git_facts, versions
 
 
@@ -72,6 +72,21 @@ def test_top_run_keeps_the_best_candidates_in_order_with_ties_by_docno():
     assert run.ir_measures_run()["x/q1"] == {"d2": 0.0, "d3": -1.0}
     with pytest.raises(ValueError, match="shape"):
         run.add(np.array(["q"]), np.array([["d0", "d1"]]), np.array([[1.0]]))
+
+
+def test_top_runs_saved_to_disk_read_back_identically(tmp_path):
+    topics = pd.DataFrame({"qid": ["q1", "q2", "q3"], "query": ["ab", "a", "abcdefg"]})
+    mono = score_matrix_top_run(_Scores(), topics, depth=2, run_qids=["m/q1", "m/q2", "m/q3"], query_batch_size=2)
+    pool = score_matrix_top_run(_Scores(), topics.iloc[:1], depth=3, run_qids=["p/q1"])  # another depth
+    path = save_top_runs({"monolingual": mono, "multilingual": pool, "empty": TopRun()}, tmp_path / "runs.npz")
+    back = load_top_runs(path)
+    assert list(back) == ["monolingual", "multilingual", "empty"]
+    pd.testing.assert_frame_equal(back["monolingual"].frame(), mono.frame())
+    pd.testing.assert_frame_equal(back["multilingual"].frame(), pool.frame())
+    assert back["multilingual"].ir_measures_run() == pool.ir_measures_run()
+    assert len(back["empty"]) == 0
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_top_runs(tmp_path / "missing.npz")
 
 
 def test_top_run_needs_the_fast_path():

@@ -365,6 +365,32 @@ def test_rerun_reuses_the_trained_models(smoke_run, tiny_model_path, tmp_path):
     assert record["training_reused"] is True
 
 
+def test_rerun_reads_finished_evaluations_and_evaluates_a_retrained_model_again(smoke_run, tiny_model_path,
+                                                                                   tmp_path, capsys):
+    out = tmp_path / "moved"
+    shutil.copytree(smoke_run, out)  # a moved comparison folder: models are matched by folder name
+    direction = out / "mlqa-r_to_xquad-r"
+    records = {p: json.loads(p.read_text()) for p in (direction / "systems").rglob("run.json")}
+    table = (direction / "table.csv").read_text()
+    significance = pd.read_csv(direction / "significance.csv")
+    # the alpha-1 model "retrained": its training finished at another time
+    training_record = out / "models" / "mlqa-r-alpha1-seed42" / "paper_comparison_training.json"
+    retrained = json.loads(training_record.read_text()) | {"finished": "2000-01-01T00:00:00Z"}
+    training_record.write_text(json.dumps(retrained))
+    capsys.readouterr()
+    assert compare(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)]) == 0
+    assert "evaluated earlier with the same model and settings" in capsys.readouterr().out
+    for path, before in records.items():
+        after = json.loads(path.read_text())
+        if "alpha-1" in path.parts:
+            assert after["finished"] != before["finished"] and after["training_finished"] == retrained["finished"]
+        else:
+            assert after["finished"] == before["finished"], path  # read, not evaluated again
+    # the same numbers and tests whether a system was read or evaluated (the tiny model is deterministic)
+    assert (direction / "table.csv").read_text() == table
+    pd.testing.assert_frame_equal(pd.read_csv(direction / "significance.csv"), significance)
+
+
 def test_skip_training_and_changed_configuration_fail_clearly(smoke_run, tiny_model_path, capsys):
     base = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(smoke_run)]
     assert compare(base + ["--skip-training", "--seeds", "7"]) == 2

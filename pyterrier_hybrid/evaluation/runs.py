@@ -3,18 +3,20 @@
 A results frame of every system in every setting does not fit in memory for the full LAReQA collections (a frame
 row per query and candidate); the top ``depth`` candidates of each query kept as numpy blocks do. :class:`TopRun`
 accumulates them; :func:`score_matrix_top_run` fills one from a retriever's ``score_matrix`` fast path (see
-:mod:`pyterrier_hybrid.evaluation.runner`), with ties in trec_eval's order.
+:mod:`pyterrier_hybrid.evaluation.runner`), with ties in trec_eval's order. :func:`save_top_runs` /
+:func:`load_top_runs` keep them on disk, so that an interrupted comparison does not evaluate a finished system again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .measures import check_scores, tie_order, top_k_columns
 
-__all__ = ["TopRun", "score_matrix_top_run"]
+__all__ = ["TopRun", "load_top_runs", "save_top_runs", "score_matrix_top_run"]
 
 
 @dataclass
@@ -65,6 +67,47 @@ class TopRun:
             for qid, row in zip(qids.tolist(), docnos.tolist()):
                 run[qid] = dict(zip(row, rank_scores))
         return run
+
+
+def save_top_runs(runs: dict[str, TopRun], path: str | Path) -> Path:
+    """Write named top runs (e.g. one per setting type) to one ``.npz`` file that :func:`load_top_runs` reads back.
+
+    Docnos are stored as int32 codes into one sorted vocabulary (a string array per cell would be 20x larger); no
+    pickled objects, so the file loads with ``allow_pickle=False``.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    every_docno = [d.ravel() for run in runs.values() for d in run.docnos]
+    vocab = np.unique(np.concatenate(every_docno).astype(str)) if every_docno else np.array([], dtype=str)
+    arrays["docno_vocab"] = vocab
+    arrays["names"] = np.array(list(runs), dtype=str)
+    for name_index, run in enumerate(runs.values()):
+        arrays[f"run{name_index}_blocks"] = np.array(len(run.qids))
+        for block, (qids, docnos, scores) in enumerate(zip(run.qids, run.docnos, run.scores)):
+            key = f"run{name_index}_{block}"
+            arrays[f"{key}_qids"] = np.asarray(qids).astype(str)
+            arrays[f"{key}_docnos"] = np.searchsorted(vocab, docnos.astype(str)).astype(np.int32)
+            arrays[f"{key}_scores"] = np.asarray(scores, dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_top_runs(path: str | Path) -> dict[str, TopRun]:
+    """The top runs written by :func:`save_top_runs`, by name; a missing file is a FileNotFoundError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved top runs at {path} (written by save_top_runs)")
+    with np.load(path, allow_pickle=False) as data:
+        vocab = data["docno_vocab"].astype(object)
+        runs = {}
+        for name_index, name in enumerate(data["names"].tolist()):
+            run = TopRun()
+            for block in range(int(data[f"run{name_index}_blocks"])):
+                key = f"run{name_index}_{block}"
+                run.add(data[f"{key}_qids"].astype(object), vocab[data[f"{key}_docnos"]], data[f"{key}_scores"])
+            runs[name] = run
+    return runs
 
 
 def score_matrix_top_run(retriever, topics: pd.DataFrame, depth: int, *, run_qids=None,

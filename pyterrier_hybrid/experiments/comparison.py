@@ -36,7 +36,7 @@ from ..evaluation import EvaluationResult, LAReQAEvaluationConfig, evaluate_lare
 from ..evaluation.cache import RetrieverCache
 from ..evaluation.plots import plot_rank_distance_bars, plot_setting_bars
 from ..evaluation.report import markdown_table
-from ..evaluation.runs import TopRun
+from ..evaluation.runs import TopRun, load_top_runs, save_top_runs
 from ..evaluation.subsets import TopicSubset
 from ..models import resolve_model
 from ..provenance import command_line, git_commit, machine, utc_now, versions, write_json
@@ -59,6 +59,9 @@ __all__ = [
     "parse_system",
     "system_factory",
 ]
+
+#: A system's top runs for the significance test, beside its saved result (see :meth:`Comparison.evaluate_system`).
+TOP_RUNS_FILE = "top_runs.npz"
 
 
 class SystemEntry(NamedTuple):
@@ -321,37 +324,81 @@ class Comparison:
         test); saves its result and run.json under ``<out>/<direction>/systems/<slug>/[seed-N/]``."""
         preset = self.preset
         label, model, seed, alpha = system.label, system.model, system.seed, system.alpha
-        tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else ""))
-        started = time.perf_counter()
         # Trained models keep the training token limit (e.g. 96 or 128 on CPU) as their own; they are evaluated
         # at the base model's limit, so that the base and its trained versions read the same texts.
         max_length = base_max_length if alpha is not None else None
+        folder = self.system_folder(direction, system)
+        identity = self.evaluation_identity(system, langs, max_length)
+        reused = self.finished_evaluation(system, folder, identity, test_sets)
+        if reused is not None:
+            tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else "")
+                       + f": evaluated earlier with the same model and settings, read from {folder}")
+            return reused
+        tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else ""))
+        started = time.perf_counter()
         factory = RetrieverCache(system_factory(system.spec(), options, max_length))
         encoder_max_length = getattr(find_encoder(factory.factory), "max_length", None)
         result = evaluate_lareqa(factory, collection, langs, system=label, config=eval_config)
         runs = top_runs(factory, collection, test_sets, preset.significance_depth) if test_sets is not None else {}
         del factory  # frees the model and its indexes before the next system
         wall = time.perf_counter() - started
-        folder = self.system_folder(direction, system)
         result.save(folder)
+        if runs:
+            save_top_runs(runs, folder / TOP_RUNS_FILE)
         record = {
             "preset": preset.name, "git_commit": self.commit, "system": label, "model": model, "seed": seed,
             "alpha": alpha, "direction": direction.name, "train_collection": direction.train,
-            "eval_collection": direction.evaluate, "langs": list(langs), "seen_langs": sorted(seen),
-            "candidate_text": preset.candidate_text, "precision": preset.precision,
-            "max_queries": preset.max_queries, "answer_paragraphs_only": preset.answer_paragraphs_only,
-            "max_length": max_length, "encoder_max_length": encoder_max_length, "wall_time_s": round(wall, 1),
-            "finished": utc_now(),
+            "eval_collection": direction.evaluate, "seen_langs": sorted(seen), **identity,
+            "encoder_max_length": encoder_max_length, "wall_time_s": round(wall, 1), "finished": utc_now(),
+            "top_runs": sorted(runs),
         }
-        if system.spec_options:
-            record["system_options"] = dict(system.spec_options)
         if alpha is not None:
             training = self.training_records.get(Path(model).name, {})
             record["training_wall_time_s"] = training.get("wall_time_s")
             record["training_reused"] = training.get("reused")
             record["base_model"] = self.base_model
+        # Written last: a run.json means the result and top runs beside it are complete.
         write_json(folder / "run.json", record)
         return SystemRun(label, system.slug, model, seed, alpha, result, runs, record, system.spec_options)
+
+    def evaluation_identity(self, system: SystemEntry, langs: Sequence[str], max_length: int | None) -> dict:
+        """What makes two evaluations of a system the same: the model (a trained one by folder name and the time
+        its training finished, so that a retrained model is evaluated again), the languages and the preset's
+        evaluation settings."""
+        preset = self.preset
+        # A trained model by folder name: a comparison's folder may move with its models.
+        model = Path(system.model).name if system.alpha is not None else system.model
+        identity = {
+            "model_name": model, "langs": list(langs), "candidate_text": preset.candidate_text,
+            "precision": preset.precision, "max_queries": preset.max_queries,
+            "answer_paragraphs_only": preset.answer_paragraphs_only, "max_length": max_length,
+            "significance_depth": preset.significance_depth,
+            "significance_pairs_per_language": preset.significance_pairs_per_language,
+        }
+        if system.spec_options:
+            identity["system_options"] = dict(system.spec_options)
+        if system.alpha is not None:
+            identity["training_finished"] = self.training_records.get(Path(system.model).name, {}).get("finished")
+        return identity
+
+    def finished_evaluation(self, system: SystemEntry, folder: Path, identity: dict,
+                            test_sets: list[TestSet] | None) -> SystemRun | None:
+        """The saved evaluation of ``system`` in ``folder`` when an earlier run of this preset finished it with
+        the same ``identity`` (and, when the significance test needs them, saved its top runs); else None."""
+        record_path = folder / "run.json"
+        if not record_path.is_file():
+            return None
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("preset") != self.preset.name or any(record.get(k) != v for k, v in identity.items()):
+            return None
+        runs = {}
+        if test_sets is not None:
+            if set(record.get("top_runs", ())) != {t.setting_type for t in test_sets}:
+                return None
+            runs = load_top_runs(folder / TOP_RUNS_FILE)
+        return SystemRun(system.label, system.slug, system.model, system.seed, system.alpha,
+                         EvaluationResult.load(folder), runs, {**record, "evaluation_reused": True},
+                         system.spec_options)
 
     def write_sweep(self, direction: Direction, system_runs: Sequence[SystemRun]) -> tuple[str, Path]:
         """alpha_sweep_<direction>.csv and .png; returns the sweep's Markdown table and the plot's path."""
