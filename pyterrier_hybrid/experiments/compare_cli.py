@@ -4,7 +4,7 @@ zero-shot across the LAReQA collections, from a preset (cpu, gpu, demo) with sin
     pyterrier-hybrid compare --preset demo --out demo-output            # make demo
     pyterrier-hybrid compare --preset cpu                               # ~1 h on 2 CPU cores
     pyterrier-hybrid compare --preset gpu --system e5-base=intfloat/multilingual-e5-base
-    pyterrier-hybrid compare --preset paper-cpu                         # paper recipe, 3 seeds, ~2 h, resumes
+    pyterrier-hybrid compare --preset paper-cpu                         # paper recipe, 3 seeds, ~2.5 h, resumes
     pyterrier-hybrid compare --preset cpu --skip-training               # evaluate the saved models again
     pyterrier-hybrid compare --preset cpu --debias mean                 # + a debiased row per dense system
 
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu", metavar="{" + ",".join(PRESET_NAMES) + "}",
                         help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
                              "demo (make demo, ~10 min), paper-cpu (the paper's recipe sized for 2 CPU cores, 3 seeds, "
-                             "~135 min per direction on quiet cores); default cpu")
+                             "~150 min per direction on quiet cores, measured); default cpu")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: benchmarks/results/paper_comparison/<preset> in a source "
                              "checkout, else results/paper_comparison/<preset>)")

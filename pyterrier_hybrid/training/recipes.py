@@ -31,6 +31,12 @@ Time budget (one direction, 3 seeds x 3 systems in at most 150 minutes on 2 core
     are kept either way). Before the step was made faster (175-215 s per step on the loaded machine, about 26 s on
     quiet cores) the same budget allowed 2 epochs.
 
+Measured in the three-seed run of 2026-11-30 (benchmarks/README.md (b), *paper-cpu preset*): a run of 4 epochs took
+740-816 s on quiet cores (about 17.5 s per step with its share of validation and checkpoints, not the 14.1 s of the
+4-step benchmark; the host's speed varies) and the evaluation of a trained model 205 s, so the direction is about
+9 x 12.8 + 36 = 151 minutes: 4 epochs fit the budget with no margin (3 would leave 25 minutes). The held-out loss
+still fell in the 4th epoch of every run (by 0.007-0.03), so early stopping never cut one.
+
 Run it on a quiet machine: with other jobs on the two cores a step is several times slower. A run that is
 interrupted resumes from its last checkpoint (``train(config, resume=True)`` /
 ``pyterrier-hybrid train --recipe paper-cpu ... --resume``), and the progress bar shows the elapsed and remaining time
