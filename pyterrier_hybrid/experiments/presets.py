@@ -228,7 +228,7 @@ PRESETS: dict[str, ComparisonPreset] = {
             "with a same-paragraph hard negative, cached MNRL, bf16, at most 4 epochs with early stopping on the "
             "held-out loss), MLQA-R -> XQuAD-R with three seeds; about 150 minutes on 2 quiet cores (measured; "
             "training.recipes); resumes from the saved models and results when interrupted. The reverse direction with one "
-            "seed: --direction xquad-r:mlqa-r --seeds 42"
+            "seed: --directions xquad-r:mlqa-r --seeds 42"
         ),
         training=PAPER_CPU_RECIPE,
         directions=(MLQA_TO_XQUAD,),
