@@ -330,11 +330,11 @@ class Comparison:
         folder = self.system_folder(direction, system)
         identity = self.evaluation_identity(system, langs, max_length)
         reused = self.finished_evaluation(system, folder, identity, test_sets)
+        shown = f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else "")
         if reused is not None:
-            tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else "")
-                       + f": evaluated earlier with the same model and settings, read from {folder}")
+            tqdm.write(f"{shown}: evaluated earlier with the same model and settings, read from {folder}")
             return reused
-        tqdm.write(f"{direction.name}: {label}" + (f" seed {seed}" if seed is not None else ""))
+        tqdm.write(shown)
         started = time.perf_counter()
         factory = RetrieverCache(system_factory(system.spec(), options, max_length))
         encoder_max_length = getattr(find_encoder(factory.factory), "max_length", None)
