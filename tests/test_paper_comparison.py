@@ -259,6 +259,7 @@ def test_smoke_run_writes_table_1_with_every_system(smoke_run):
     assert "X-X-mono (alpha=1)" in report and "### Alpha sweep" in report
     # one seed: hybrid against the baseline is reported, with no spread to compare against
     assert "### Hybrid against each baseline, over seeds" in report
+    assert "One seed: there is no spread to compare the differences with" in report
     spread = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "seed_spread.csv")
     assert set(spread["Baseline"]) == {"X-X-mono (alpha=1)"} and spread["exceeds spread"].isna().all()
     hybrid_multi = table.set_index("System").loc["hybrid (alpha=0.5)", "Multilingual mAP"]
@@ -278,6 +279,8 @@ def test_smoke_run_reports_the_training_runs_and_their_loss_curves(smoke_run):
 def test_smoke_run_splits_seen_and_unseen_languages(smoke_run):
     split = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "seen_unseen.csv")
     assert set(split["Languages"]) == {"seen", "unseen"}  # trained on en de; evaluated on en and th
+    report = (smoke_run / "mlqa-r_to_xquad-r" / "report.md").read_text(encoding="utf-8")
+    assert "unseen in training: th" in report and "Every evaluation language was seen" not in report
     seen = split[split["Languages"] == "seen"]
     assert seen["Cross-lingual mAP"].isna().all()  # both pairs involve th
     unseen = split[split["Languages"] == "unseen"]

@@ -83,6 +83,18 @@ class SystemEntry(NamedTuple):
         return spec_with_options(SystemSpec(self.slug, self.model), self.spec_options)
 
 
+def read_run_record(folder: Path) -> dict | None:
+    """The run.json an evaluation wrote last in ``folder`` (its result is complete), or None."""
+    path = folder / "run.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def differences(record: dict, wanted: dict) -> list[str]:
+    """How a saved run record differs from the ``wanted`` values, one 'key: saved ..., wanted ...' per key."""
+    return [f"{key}: saved {record.get(key)!r}, wanted {value!r}" for key, value in wanted.items()
+            if record.get(key) != value]
+
+
 @dataclass
 class SystemRun:
     """One system evaluated on one direction (and, for trained systems, one seed)."""
@@ -385,11 +397,8 @@ class Comparison:
                             test_sets: list[TestSet] | None) -> SystemRun | None:
         """The saved evaluation of ``system`` in ``folder`` when an earlier run of this preset finished it with
         the same ``identity`` (and, when the significance test needs them, saved its top runs); else None."""
-        record_path = folder / "run.json"
-        if not record_path.is_file():
-            return None
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("preset") != self.preset.name or any(record.get(k) != v for k, v in identity.items()):
+        record = read_run_record(folder)
+        if record is None or differences(record, {"preset": self.preset.name, **identity}):
             return None
         runs = {}
         if test_sets is not None:
@@ -415,17 +424,16 @@ class Comparison:
         """A system's result as an earlier run of this preset saved it; refuses one evaluated differently."""
         label, model, seed, alpha = system.label, system.model, system.seed, system.alpha
         folder = self.system_folder(direction, system)
-        if not (folder / "run.json").is_file():
+        record = read_run_record(folder)
+        if record is None:
             raise ModelFolderError(f"--sweep-only reads the main systems' results of an earlier run of preset "
                                     f"{self.preset.name!r}, but {folder / 'run.json'} does not exist: run the preset "
                                     "without --sweep-only first")
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         # The model is compared by folder name (train collection, alpha, seed): a results folder may have moved.
         saved = dict(record, model=Path(str(record.get("model"))).name)
         wanted = {"preset": self.preset.name, "model": Path(model).name, "candidate_text": self.preset.candidate_text,
                   "langs": list(langs), "max_queries": self.preset.max_queries}
-        changed = [f"{key}: saved {saved.get(key)!r}, wanted {value!r}" for key, value in wanted.items()
-                   if saved.get(key) != value]
+        changed = differences(saved, wanted)
         if changed:
             raise ModelFolderError(f"{folder} was evaluated differently ({'; '.join(changed)}); run the preset again")
         return SystemRun(label, system.slug, model, seed, alpha, EvaluationResult.load(folder), {}, record)
@@ -465,6 +473,9 @@ class Comparison:
         split = seen_unseen_table(main_runs, seen)
         split.to_csv(out / "seen_unseen.csv", index=False)
         split_md = markdown_with_spread(split, ["System", "Languages"]) if not split.empty else "(none)"
+        unseen = sorted(set(langs) - seen)
+        if not unseen:  # the split would repeat the table above row for row
+            split_md = "Every evaluation language was seen in training: the split is the table above."
         baseline = next((f"{label} ({alpha_label(alpha)})" for label, alpha in preset.main_systems
                          if alpha == BASELINE_ALPHA), None)
         significance = (significance_tests(main_runs, test_sets, baseline, preset.significance_depth, preset.seeds)
@@ -490,7 +501,6 @@ class Comparison:
             sweep_md, sweep_plot = self.write_sweep(direction, system_runs)
             plots.append(sweep_plot)
 
-        unseen = sorted(set(langs) - seen)
         pairs = next((len(t.settings) for t in test_sets if t.setting_type == "cross-lingual"), 0)
         lines = [
             f"## {direction.train} -> {direction.evaluate} (zero-shot)",
@@ -521,7 +531,9 @@ class Comparison:
             lines += ["", "### Hybrid against each baseline, over seeds", "",
                       "Difference of the seed means; `exceeds spread`: |difference| larger than both systems' seed "
                       "standard deviations; Welch p: two-sided Welch t-test over the seeds (little power with few "
-                      "seeds).", "", spread_md]
+                      "seeds)." + (" One seed: there is no spread to compare the differences with; the significance "
+                                   "tests above measure the spread over questions, not over seeds."
+                                   if len(preset.seeds) < 2 else ""), "", spread_md]
         if training_md is not None:
             lines += ["", "### Training runs", "",
                       "Held-out batches are drawn with each run's alpha (monolingual only for alpha 1, cross-lingual "
