@@ -86,7 +86,7 @@ def synthetic_passages(size: int, seed: int = SEED) -> Iterator[dict]:
             yield {"docno": f"p{start + j:09d}", "text": " ".join(sentences), "lang": langs[lang_idx[j]]}
 
 
-def lareqa_questions(n: int, offset: int = 0) -> "pd.DataFrame":
+def lareqa_questions(n: int, offset: int = 0):
     """``n`` XQuAD-R questions (all languages, shuffled with the seed), skipping the first ``offset``."""
     import pandas as pd
 

@@ -47,7 +47,7 @@ import pyterrier as pt
 from pyterrier_hybrid.errors import UserError
 
 from .debias_langid import LanguageIdentifier
-from .dense import DenseRetrieverFactory, EmbeddingCache, ExactDenseRetriever
+from .dense import DenseRetrieverFactory, ExactDenseRetriever
 
 METHODS: tuple[str, ...] = ("mean", "lir", "global")
 UNSEEN_OPTIONS: tuple[str, ...] = ("pool", "error")
