@@ -69,16 +69,21 @@ def main() -> None:
                 break
         model = trainer.model
         model.train()
+        # Casting to bf16 and back rounds the weights: each autocast segment starts from the exact float32 ones.
+        float_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
         rows = []
         for round_number in range(1, args.rounds + 1):
             for variant in ("autocast", "bf16 weights"):
-                model.to(torch.bfloat16 if variant == "bf16 weights" else torch.float32)
+                if variant == "bf16 weights":
+                    model.to(torch.bfloat16)
+                else:
+                    model.to(torch.float32).load_state_dict(float_weights)
                 matmul = bf16_matmul_gflops()
                 times = forward_backward_times(trainer, batches, autocast=variant == "autocast")
                 rows.append({"variant": variant, "round": round_number, "times_s": times,
                              "median_s": statistics.median(times[1:]), "bf16_matmul_gflops": matmul})
                 print(rows[-1], flush=True)
-        model.to(torch.float32)
+        model.to(torch.float32).load_state_dict(float_weights)
         auto = model[0].auto_model
         auto.encoder = torch.compile(auto.encoder, dynamic=True)
         matmul = bf16_matmul_gflops()

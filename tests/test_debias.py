@@ -3,7 +3,6 @@ errors, language identification, and the same ranking through pt.Experiment and 
 XQuAD-R slice (de + en, one article) with the embedded default model."""
 from __future__ import annotations
 
-
 import numpy as np
 import ir_measures
 import pandas as pd

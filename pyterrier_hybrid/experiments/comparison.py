@@ -472,10 +472,11 @@ class Comparison:
         table_md = markdown_with_spread(table, ["System"])
         split = seen_unseen_table(main_runs, seen)
         split.to_csv(out / "seen_unseen.csv", index=False)
-        split_md = markdown_with_spread(split, ["System", "Languages"]) if not split.empty else "(none)"
         unseen = sorted(set(langs) - seen)
         if not unseen:  # the split would repeat the table above row for row
             split_md = "Every evaluation language was seen in training: the split is the table above."
+        else:
+            split_md = markdown_with_spread(split, ["System", "Languages"]) if not split.empty else "(none)"
         baseline = next((f"{label} ({alpha_label(alpha)})" for label, alpha in preset.main_systems
                          if alpha == BASELINE_ALPHA), None)
         significance = (significance_tests(main_runs, test_sets, baseline, preset.significance_depth, preset.seeds)

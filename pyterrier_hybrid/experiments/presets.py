@@ -227,8 +227,8 @@ PRESETS: dict[str, ComparisonPreset] = {
             "the paper's recipe sized for 2 CPU cores (training.recipes.PAPER_CPU_RECIPE: batches of 100 triplets "
             "with a same-paragraph hard negative, cached MNRL, bf16, at most 4 epochs with early stopping on the "
             "held-out loss), MLQA-R -> XQuAD-R with three seeds; about 150 minutes on 2 quiet cores (measured; "
-            "training.recipes); resumes from the saved models and results when interrupted. The reverse direction with one "
-            "seed: --directions xquad-r:mlqa-r --seeds 42"
+            "training.recipes); resumes from the saved models and results when interrupted. The reverse direction "
+            "with one seed: --directions xquad-r:mlqa-r --seeds 42"
         ),
         training=PAPER_CPU_RECIPE,
         directions=(MLQA_TO_XQUAD,),
