@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..cli_args import add_language_option
 from ..errors import UserError
-from .config import LOSSES, HybridTrainingConfig
+from .config import DISTILL_TARGETS, LOSSES, HybridTrainingConfig
 from .recipes import RECIPES, apply_recipe
 from .data import IRDS_PREFIX, LAREQA_PREFIX, parse_irds_source
 
@@ -77,6 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many validations without improvement and keep the best checkpoint")
     recipe.add_argument("--gather-across-devices", action="store_true",
                         help="with several devices, use the other devices' passages as negatives too")
+
+    distill = parser.add_argument_group("distillation from the starting model (frozen teacher)")
+    distill.add_argument("--distill-base", dest="distill_base_weight", type=float, default=d.distill_base_weight,
+                         metavar="WEIGHT", help="weight of the cosine distance between the student's and the starting "
+                         "model's embedding of every text of a batch (default: 0, off)")
+    distill.add_argument("--distill-parallel", dest="distill_parallel_weight", type=float,
+                         default=d.distill_parallel_weight, metavar="WEIGHT",
+                         help="weight of parallel distillation batches, taking turns with the contrastive ones: every "
+                         "translation of a question and of its answer pulled to one target of its group (default: 0)")
+    distill.add_argument("--distill-target", choices=DISTILL_TARGETS, default=d.distill_target,
+                         help="target of --distill-parallel: the starting model's embedding of the group's English "
+                         f"text (the group mean where none) or the mean over the group (default: {d.distill_target})")
+    distill.add_argument("--no-contrastive", dest="contrastive", action="store_false",
+                         help="train the parallel distillation batches alone (no InfoNCE batches)")
 
     speed = parser.add_argument_group("speed and memory")
     speed.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
@@ -148,6 +162,10 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         save_total_limit=args.save_total_limit,
         logging_steps=args.logging_steps,
         gather_across_devices=args.gather_across_devices,
+        distill_base_weight=args.distill_base_weight,
+        distill_parallel_weight=args.distill_parallel_weight,
+        distill_target=args.distill_target,
+        contrastive=args.contrastive,
     )
     if getattr(args, "recipe", None):
         return apply_recipe(args.recipe, config)

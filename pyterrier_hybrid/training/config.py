@@ -9,10 +9,12 @@ from typing import Any
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
 
-__all__ = ["CONFIG_FILE", "LOSSES", "HybridTrainingConfig", "TrainingConfigError"]
+__all__ = ["CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "HybridTrainingConfig", "TrainingConfigError"]
 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
+#: Targets of the parallel distillation (see :mod:`pyterrier_hybrid.training.distillation`).
+DISTILL_TARGETS: tuple[str, ...] = ("english", "mean")
 
 
 class TrainingConfigError(UserError, ValueError):
@@ -83,6 +85,16 @@ class HybridTrainingConfig:
         save_total_limit: keep at most this many checkpoints (None: all).
         logging_steps: record the training loss every this many steps.
         gather_across_devices: with several devices, use the other devices' passages as negatives too.
+        distill_base_weight: weight of the base distillation term: the cosine distance between the student's
+            embedding of every text of a batch and the frozen starting model's embedding of it
+            (:mod:`pyterrier_hybrid.training.distillation`); 0: none.
+        distill_parallel_weight: weight of the parallel (cross-lingual) distillation batches: each translation of a
+            question and of its answer passage is pulled towards one target of its parallel group; these batches
+            take turns with the contrastive ones (one dataset per step); 0: none.
+        distill_target: that target: "english" (the starting model's embedding of the group's English text, the
+            group mean where there is none) or "mean" (the mean of its embeddings of every text of the group).
+        contrastive: train the InfoNCE batches at all; False trains the parallel distillation batches alone (alpha
+            and hard negatives then play no part).
     """
 
     base_model: str | None = None
@@ -119,6 +131,14 @@ class HybridTrainingConfig:
     save_total_limit: int | None = 2
     logging_steps: int = 10
     gather_across_devices: bool = False
+    distill_base_weight: float = 0.0
+    distill_parallel_weight: float = 0.0
+    distill_target: str = "mean"
+    contrastive: bool = True
+
+    @property
+    def distills(self) -> bool:
+        return self.distill_base_weight > 0 or self.distill_parallel_weight > 0
 
     def __post_init__(self):
         if self.train_langs is not None:
@@ -173,8 +193,21 @@ class HybridTrainingConfig:
                 )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
+        problems += self._distillation_problems()
         if problems:
             raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
+
+    def _distillation_problems(self) -> list[str]:
+        problems = []
+        for name in ("distill_base_weight", "distill_parallel_weight"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0 (0 turns the term off), got {getattr(self, name)}")
+        if self.distill_target not in DISTILL_TARGETS:
+            problems.append(f"distill_target must be one of {DISTILL_TARGETS}, got {self.distill_target!r}")
+        if not self.contrastive and not self.distill_parallel_weight > 0:
+            problems.append("contrastive=False trains the parallel distillation batches alone: set "
+                            "distill_parallel_weight > 0")
+        return problems
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -63,6 +63,8 @@ LOSS_CURVE_CSV = "loss_curve.csv"
 LOSS_CURVE_PNG = "loss_curve.png"
 DEFAULT_QUERY_PROMPT = "query: "
 DEFAULT_PASSAGE_PROMPT = "passage: "
+#: The validation losses of a run with several datasets (see distillation_plan), read as its validation loss.
+MULTI_DATASET_EVAL_LOSSES = ("eval_pairs_loss", "eval_parallel_loss")
 #: The libraries whose versions a training record lists (besides Python and this package).
 TRAINING_PACKAGES = ("sentence-transformers", "transformers", "torch", "accelerate")
 
@@ -262,10 +264,11 @@ def _callbacks(factory, train_dataset, config: HybridTrainingConfig) -> list:
 def _loss_rows(log_history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     by_step: dict[int, dict[str, Any]] = {}
     for entry in log_history:
-        if "loss" not in entry and "eval_loss" not in entry:
+        if "loss" not in entry and not ({"eval_loss", *MULTI_DATASET_EVAL_LOSSES} & set(entry)):
             continue
         row = by_step.setdefault(int(entry["step"]), {"step": int(entry["step"])})
         row["epoch"] = entry.get("epoch", row.get("epoch"))
+        entry = {**entry, **{"eval_loss": v for k, v in entry.items() if k in MULTI_DATASET_EVAL_LOSSES}}
         for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
             if key in entry:
                 row[key] = entry[key]
@@ -331,6 +334,12 @@ def write_model_card(out: Path, config: HybridTrainingConfig, run: dict[str, Any
     ]
     if best_eval is not None:
         lines.append(f"- best validation loss: {best_eval:.4f}")
+    if config.distills:
+        lines.append(
+            f"- distillation from the frozen starting model (cosine distance): every text to its own embedding x "
+            f"{config.distill_base_weight:g}; parallel batches x {config.distill_parallel_weight:g} towards the "
+            f"group's {config.distill_target} target; contrastive batches: {'yes' if config.contrastive else 'no'}"
+        )
     lines += [
         "",
         "Full configuration: `training_config.json`; loss by step: `loss_curve.csv` / `loss_curve.png`.",
@@ -379,6 +388,11 @@ class PreparedTraining:
         """The hybrid sampler of the training dataloader (built by the trainer when training starts)."""
         return self.sampler_factory.sampler_for(self.train_dataset)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps of one epoch (of every dataset in turn when the run trains several)."""
+        return len(self.trainer.get_train_dataloader()) // self.world_size
+
     def run(self) -> Path:
         trainer, config, out = self.trainer, self.config, self.output_dir
         try:
@@ -402,7 +416,7 @@ class PreparedTraining:
                 "eval_batch_size": trainer.args.per_device_eval_batch_size if self.eval_dataset is not None else None,
                 "world_size": self.world_size,
                 "global_steps": trainer.state.global_step,
-                "steps_per_epoch": len(self.train_sampler) // self.world_size,
+                "steps_per_epoch": self.steps_per_epoch,
                 "resumed_from": str(self.checkpoint) if self.checkpoint is not None else None,
                 "query_prompt": self.prompts[0],
                 "passage_prompt": self.prompts[1],
@@ -423,14 +437,11 @@ def prepare_training(
 ) -> PreparedTraining:
     """Load the data and the model and build the trainer for ``config`` (see :func:`train`)."""
     import torch
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
     from transformers import ProgressCallback
 
+    from .distillation_plan import DistillationPlan
     from .fast_dropout import install_fast_dropout
     from .length_buckets import install_length_buckets
     from .sampler import HybridBatchSamplerFactory, ParallelRows, check_feasible
@@ -442,7 +453,9 @@ def prepare_training(
     # The data first: a source that cannot fill the batches asked for fails before a model is built or loaded.
     data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
     train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
-    check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
+    if config.contrastive:
+        check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
+    distillation = DistillationPlan.of(config, train_data, eval_data)  # no parallel groups: fails here
 
     base_model = resolve_model(config.base_model)
 
@@ -452,11 +465,6 @@ def prepare_training(
     if config.freeze_word_embeddings:
         frozen = freeze_word_embeddings(model)
         logger.info("froze %d word-embedding weights", frozen)
-    restorers = []  # training-only changes of the model, undone before it is saved
-    if config.fast_dropout and model.device.type == "cpu":
-        restorers.append(install_fast_dropout(model))
-    if config.length_buckets > 1:
-        restorers.append(install_length_buckets(model, config.length_buckets))
     prompts = training_prompts(model, config)
     query_prompt, passage_prompt = prompts
 
@@ -469,6 +477,17 @@ def prepare_training(
     }
 
     has_eval = len(eval_data) > 0
+    eval_dataset = eval_rows = None
+    if has_eval and config.contrastive:
+        eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
+    # The teacher is the model as loaded, so its embeddings are taken before any training-only change below.
+    distill_datasets = distillation.build(model, prompts, train_dataset, eval_dataset)
+    train_dataset, eval_dataset = distill_datasets.train_dataset, distill_datasets.eval_dataset
+    restorers = []  # training-only changes of the model, undone before it is saved
+    if config.fast_dropout and model.device.type == "cpu":
+        restorers.append(install_fast_dropout(model))
+    if config.length_buckets > 1:
+        restorers.append(install_length_buckets(model, config.length_buckets))
     early_stopping = config.early_stopping_patience is not None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / CHECKPOINT_DIR),
@@ -487,10 +506,10 @@ def prepare_training(
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=config.eval_steps if has_eval else None,
+        eval_strategy="steps" if distill_datasets.has_eval else "no",
+        eval_steps=config.eval_steps if distill_datasets.has_eval else None,
         load_best_model_at_end=early_stopping,
-        metric_for_best_model="eval_loss" if early_stopping else None,
+        metric_for_best_model=distill_datasets.eval_metric if early_stopping else None,
         greater_is_better=False if early_stopping else None,
         prompts=column_prompts or None,
         report_to="none",
@@ -499,9 +518,8 @@ def prepare_training(
     world_size = max(1, args.world_size)
     factory = HybridBatchSamplerFactory(alpha=config.alpha, num_replicas=world_size)
     factory.register(train_dataset, train_rows)
-    eval_dataset = None
-    if has_eval:
-        eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
+    distill_datasets.register(factory, world_size, config.max_eval_batches, args)
+    if eval_dataset is not None:
         eval_batch_size = _eval_batch_size(eval_dataset, eval_rows, config, world_size)
         args.per_device_eval_batch_size = eval_batch_size
         # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0).
@@ -523,18 +541,11 @@ def prepare_training(
         config.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model,
                     memory_plan=memory_plan.to_dict())
 
-    if memory_plan.loss == "cached-mnrl":
-        loss = CachedMultipleNegativesRankingLoss(
-            model,
-            scale=config.scale,
-            mini_batch_size=memory_plan.mini_batch_size,
-            gather_across_devices=config.gather_across_devices,
-        )
-    else:
-        loss = MultipleNegativesRankingLoss(model, scale=config.scale, gather_across_devices=config.gather_across_devices)
-
+    loss = distill_datasets.contrastive_loss(
+        model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
+    trainer_train, trainer_eval, trainer_loss = distill_datasets.trainer_inputs(model, loss, args, world_size)
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, loss=loss
+        model=model, args=args, train_dataset=trainer_train, eval_dataset=trainer_eval, loss=trainer_loss
     )
     trainer.remove_callback(ProgressCallback)
     for callback in _callbacks(factory, train_dataset, config) + list(callbacks):
