@@ -55,6 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training languages (default: all of the training collection's)")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps (overrides the preset's budget)")
     parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
+    parser.add_argument("--trained", nargs="+", default=None, metavar="LABEL=ALPHA",
+                        help="the trained systems of the table, e.g. X-X-mono=1 hybrid=0.5 (default: the preset's)")
+    parser.add_argument("--distill-base", type=float, default=None, metavar="WEIGHT",
+                        help="base distillation weight of every trained system (train --distill-base)")
+    parser.add_argument("--distill-parallel", type=float, default=None, metavar="WEIGHT",
+                        help="parallel distillation weight of every trained system (train --distill-parallel)")
+    parser.add_argument("--distill-target", default=None, choices=("english", "mean"),
+                        help="target of the parallel distillation (train --distill-target)")
+    parser.add_argument("--no-contrastive", action="store_true",
+                        help="trained systems learn from the parallel distillation batches alone (train "
+                             "--no-contrastive); give one --trained system, its alpha then plays no part")
     parser.add_argument("--sweep-alphas", nargs="*", type=float, default=None,
                         help="alphas of the sweep, run on the preset's sweep directions or, for a preset without "
                              "a sweep, on every direction (default: the preset's; no value: no sweep)")
@@ -90,7 +101,11 @@ def comparison_from_args(args: argparse.Namespace):
         directions=directions, langs=args.langs, sweep_alphas=args.sweep_alphas, max_queries=args.max_queries,
         answer_paragraphs_only=args.answer_paragraphs_only,
         significance_pairs_per_language=args.significance_pairs_per_language, max_steps=args.max_steps,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, main_systems=parse_trained(args.trained),
+        training={name: value for name, value in (
+            ("distill_base_weight", args.distill_base), ("distill_parallel_weight", args.distill_parallel),
+            ("distill_target", args.distill_target), ("contrastive", False if args.no_contrastive else None))
+            if value is not None},
     )
     # Relative to the working directory when it can be: the reports name their plots by this path.
     out = args.out if args.out is not None else Path(os.path.relpath(DEFAULT_RESULTS.absolute() / preset.name))
@@ -101,6 +116,24 @@ def comparison_from_args(args: argparse.Namespace):
     )
     comparison.check_inputs()
     return comparison
+
+
+def parse_trained(texts: list[str] | None) -> tuple[tuple[str, float], ...] | None:
+    """``["X-X-mono=1", "hybrid=0.5"]`` -> (("X-X-mono", 1.0), ("hybrid", 0.5))."""
+    from .presets import PresetError
+
+    if texts is None:
+        return None
+    systems = []
+    for text in texts:
+        label, sep, alpha = text.partition("=")
+        try:
+            systems.append((label.strip(), float(alpha)))
+        except ValueError:
+            sep = ""
+        if not sep or not label.strip():
+            raise PresetError(f"--trained expects LABEL=ALPHA such as hybrid=0.5, got {text!r}")
+    return tuple(systems)
 
 
 def run(args: argparse.Namespace) -> int:

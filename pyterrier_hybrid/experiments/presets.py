@@ -253,7 +253,8 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
                     langs: Sequence[str] | None = None, sweep_alphas: Sequence[float] | None = None,
                     max_queries: int | None = None, answer_paragraphs_only: bool = False,
                     significance_pairs_per_language: int | None = None, max_steps: int | None = None,
-                    batch_size: int | None = None) -> ComparisonPreset:
+                    batch_size: int | None = None, main_systems: Sequence[tuple[str, float]] | None = None,
+                    training: Mapping[str, Any] | None = None) -> ComparisonPreset:
     """``preset`` with single fields changed (None / empty: keep the preset's), as the ``compare`` options do.
 
     - ``encoders`` replaces the preset's extra systems (an empty list: none); ``extra_systems`` adds to them.
@@ -261,7 +262,9 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
       collection.
     - ``sweep_alphas``: an empty list turns the sweep off; a preset without sweep directions sweeps every direction.
     - ``significance_pairs_per_language`` < 0 means every pair.
-    - ``max_steps`` / ``batch_size`` change the training budget of every trained system.
+    - ``max_steps`` / ``batch_size`` change the training budget of every trained system; ``training`` sets other
+      fields of every trained system's configuration (e.g. the distillation weights).
+    - ``main_systems`` replaces the trained systems of the table ((label, alpha) pairs).
 
     Every value is checked (:class:`PresetError` names the problem) before anything is trained.
     """
@@ -300,6 +303,12 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
         if batch_size < 1:
             raise PresetError(f"batch_size must be a positive integer, got {batch_size}")
         training_changes["batch_size"] = batch_size
+    if main_systems is not None:
+        changes["main_systems"] = tuple((label, float(alpha)) for label, alpha in main_systems)
+    training_changes.update(training or {})
+    if training_changes.get("contrastive") is False and len(changes.get("main_systems", preset.main_systems)) > 1:
+        raise PresetError("systems trained without contrastive batches differ by seed only, not by alpha: give one "
+                          "trained system (e.g. --trained distilled=1)")
     if training_changes:
         try:
             changes["training"] = dataclasses.replace(preset.training, **training_changes)

@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
     speed.add_argument("--freeze-word-embeddings", action="store_true",
                        help="do not train the word-embedding matrix (less memory and time on CPU)")
+    speed.add_argument("--freeze-layers", type=int, default=d.freeze_layers, metavar="N",
+                       help="do not train the embeddings and the lowest N transformer layers (default: 0)")
     speed.add_argument("--no-fast-dropout", dest="fast_dropout", action="store_false",
                        help="torch's own dropout and attention on CPU (the default draws dropout masks 15 bits at a "
                             "time: same rate, another random stream, a faster step)")
@@ -166,6 +168,7 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         distill_parallel_weight=args.distill_parallel_weight,
         distill_target=args.distill_target,
         contrastive=args.contrastive,
+        freeze_layers=args.freeze_layers,
     )
     if getattr(args, "recipe", None):
         return apply_recipe(args.recipe, config)

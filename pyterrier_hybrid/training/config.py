@@ -93,6 +93,8 @@ class HybridTrainingConfig:
             take turns with the contrastive ones (one dataset per step); 0: none.
         distill_target: that target: "english" (the starting model's embedding of the group's English text, the
             group mean where there is none) or "mean" (the mean of its embeddings of every text of the group).
+        freeze_layers: do not train the embeddings and the lowest this many transformer layers (0: train them
+            all); the backward pass stops at the first trained layer, so a step is cheaper.
         contrastive: train the InfoNCE batches at all; False trains the parallel distillation batches alone (alpha
             and hard negatives then play no part).
     """
@@ -135,6 +137,7 @@ class HybridTrainingConfig:
     distill_parallel_weight: float = 0.0
     distill_target: str = "mean"
     contrastive: bool = True
+    freeze_layers: int = 0
 
     @property
     def distills(self) -> bool:
@@ -193,6 +196,8 @@ class HybridTrainingConfig:
                 )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
+        if self.freeze_layers < 0:
+            problems.append(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         problems += self._distillation_problems()
         if problems:
             raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))

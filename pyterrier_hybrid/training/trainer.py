@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..provenance import versions
-from .config import CONFIG_FILE, HybridTrainingConfig
+from .config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from . import memory
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
 from .memory import EncoderShape, MemoryPlan, plan_batch_memory
@@ -51,6 +51,7 @@ __all__ = [
     "LOSS_CURVE_PNG",
     "PreparedTraining",
     "build_training_dataset",
+    "freeze_lower_layers",
     "freeze_word_embeddings",
     "plan_memory",
     "prepare_training",
@@ -130,6 +131,24 @@ def freeze_word_embeddings(model: SentenceTransformer) -> int:
     weight = auto_model.get_input_embeddings().weight
     weight.requires_grad_(False)
     return weight.numel()
+
+
+def freeze_lower_layers(model: SentenceTransformer, layers: int) -> int:
+    """Stop training the embeddings and the lowest ``layers`` transformer layers of the model's encoder (no
+    gradient is computed below the first trained layer, so the backward pass is that much shorter); returns the
+    number of frozen weights. Raises ValueError when the encoder has fewer layers or none that can be found."""
+    auto_model = getattr(model[0], "auto_model", None)
+    encoder_layers = getattr(getattr(auto_model, "encoder", None), "layer", None)
+    if encoder_layers is None:
+        raise ValueError(f"cannot find the transformer layers of {type(auto_model).__name__} to freeze them")
+    if layers > len(encoder_layers):
+        raise ValueError(f"freeze_layers is {layers} but the model has {len(encoder_layers)} transformer layers")
+    frozen = 0
+    for module in [auto_model.embeddings, *list(encoder_layers)[:layers]]:
+        for weight in module.parameters():
+            weight.requires_grad_(False)
+            frozen += weight.numel()
+    return frozen
 
 
 def plan_memory(
@@ -465,6 +484,12 @@ def prepare_training(
     if config.freeze_word_embeddings:
         frozen = freeze_word_embeddings(model)
         logger.info("froze %d word-embedding weights", frozen)
+    if config.freeze_layers:
+        try:
+            frozen = freeze_lower_layers(model, config.freeze_layers)
+        except ValueError as e:
+            raise TrainingConfigError(str(e)) from None
+        logger.info("froze the embeddings and the lowest %d layers: %d weights", config.freeze_layers, frozen)
     prompts = training_prompts(model, config)
     query_prompt, passage_prompt = prompts
 
