@@ -158,6 +158,30 @@ def test_evaluate_bad_flag_value(cache, capsys, monkeypatch, args, named):
     assert_one_error_line(status, stderr, "evaluate", *named, cache=cache)
 
 
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        # a whole LAReQA collection scores its pools exactly in memory: an index option would be ignored
+        (["--retriever", "faiss-hnsw"], ("--retriever applies to dense retrieval through an index", "lareqa/xquad-r",
+                                         "scored exactly")),
+        (["--retriever", "exact"], ("--retriever applies",)),
+        (["--collection", "lareqa/mlqa-r", "--index-dir", "idx", "--overwrite-index"],
+         ("--index-dir and --overwrite-index apply", "lareqa/mlqa-r")),
+        (["--hnsw-ef-search", "64"], ("--hnsw-ef-search applies", "lareqa/xquad-r")),
+        # elsewhere, a FAISS parameter tunes one retriever, and BM25 has no dense index
+        (["--collection", "lareqa/xquad-r/de", "--retriever", "faiss-ivf", "--hnsw-ef-search", "64"],
+         ("--hnsw-ef-search tunes --retriever faiss-hnsw, not faiss-ivf",)),
+        (["--collection", "lareqa/xquad-r/de", "--ivf-nprobe", "8"], ("--ivf-nprobe tunes --retriever faiss-ivf, "
+                                                                       "not exact",)),
+        (["--collection", "lareqa/xquad-r/de", "--model", "bm25", "--retriever", "faiss-flat"],
+         ("--retriever applies to dense systems", "BM25")),
+    ],
+)
+def test_evaluate_option_that_would_be_ignored(cache, capsys, monkeypatch, args, named):
+    status, stderr = run_main(["evaluate", *args], capsys, monkeypatch, cache)
+    assert_one_error_line(status, stderr, "evaluate", *named, cache=cache)
+
+
 # --- train ----------------------------------------------------------------------------------------------------------
 
 
