@@ -121,6 +121,7 @@ def test_evaluate_folder_without_a_model(cache, tmp_path):
     assert_user_error(result, "evaluate", str(empty), "not a sentence-transformers or Hugging Face model", cache=cache)
 
 
+@pytest.mark.lareqa
 def test_evaluate_uncached_hub_model_offline(cache, tmp_path):
     # a hub id that is in no local cache, with downloads off: one line naming the id and the way out
     env_home = tmp_path / "hf-home"
@@ -177,6 +178,7 @@ def test_evaluate_bad_flag_value(cache, capsys, monkeypatch, args, named):
          ("--retriever applies to dense systems", "BM25")),
     ],
 )
+@pytest.mark.lareqa
 def test_evaluate_option_that_would_be_ignored(cache, capsys, monkeypatch, args, named):
     status, stderr = run_main(["evaluate", *args], capsys, monkeypatch, cache)
     assert_one_error_line(status, stderr, "evaluate", *named, cache=cache)
@@ -203,6 +205,7 @@ def test_train_unknown_source(cache, tmp_path):
     assert_user_error(result, "train", str(missing), "training source", cache=cache)
 
 
+@pytest.mark.lareqa
 def test_train_missing_model_folder(cache, tmp_path):
     missing = tmp_path / "no-such-model"
     result = run_cli(["train", "--base-model", str(missing), "-o", str(tmp_path / "out")], cache)
@@ -244,6 +247,7 @@ def test_train_missing_data_file(cache, incomplete_release, tmp_path):
         (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"], ("cross-lingual", "names only de", "alpha")),
     ],
 )
+@pytest.mark.lareqa
 def test_train_bad_flag_value(cache, tmp_path, capsys, monkeypatch, args, named):
     status, stderr = run_main(["train", *args, "-o", str(tmp_path / "out")], capsys, monkeypatch, cache)
     assert_one_error_line(status, stderr, "train", *named, cache=cache)

@@ -39,12 +39,12 @@ def encoder(tiny_model_path):
 
 
 @pytest.fixture(scope="module")
-def documents() -> list[dict]:
+def documents(lareqa_dir) -> list[dict]:
     return list(irds_documents(ir_datasets.load(DATASET)))
 
 
 @pytest.fixture(scope="module")
-def topics() -> pd.DataFrame:
+def topics(lareqa_dir) -> pd.DataFrame:
     queries = list(ir_datasets.load(DATASET).queries_iter())[:40]
     return pd.DataFrame({"qid": [q.query_id for q in queries], "query": [q.text for q in queries]})
 
