@@ -63,7 +63,7 @@ def find_lareqa_files() -> LAReQAFiles:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "lareqa: needs the LAReQA release files (skipped, with the reason, without them)")
+    config.addinivalue_line("markers", "lareqa: needs the LAReQA release files (skipped, with why, without them)")
     found = find_lareqa_files()
     LAREQA.folder, LAREQA.unavailable = found.folder, found.unavailable
 
