@@ -1,13 +1,21 @@
 """Shared test fixtures.
 
 Tests run offline: every socket connection is refused (so a test that would reach the network fails loudly
-instead of hanging), the Hugging Face hub is put in offline mode, and the LAReQA release files come from
-``../shared/datasets/lareqa`` beside the repository.
+instead of hanging), and the Hugging Face hub is put in offline mode.
+
+The LAReQA release files come from ``../shared/datasets/lareqa`` beside the repository, or from
+``$PYTERRIER_HYBRID_LAREQA_DIR``, when either is there. Otherwise they are fetched once, before any test runs (so
+before the network guard), the way a user's install fetches them: through the package's pinned, SHA-256-checked
+download (:mod:`pyterrier_hybrid.datasets.release`) into the ir_datasets home, by default ``.cache/`` in the clone;
+``PYTERRIER_HYBRID_LAREQA_URL`` points that download at a mirror of the release folder (``file://`` works). When
+neither a folder nor the download gives the files, every test that needs them (marked ``lareqa``, or using the
+``lareqa_dir`` fixture) is skipped with one line saying why, and every other test runs.
 """
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +29,52 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("IR_DATASETS_HOME", str(REPO_ROOT / ".cache" / "ir_datasets"))
 if SHARED_LAREQA.is_dir():
     os.environ.setdefault("PYTERRIER_HYBRID_LAREQA_DIR", str(SHARED_LAREQA))
+
+
+@dataclass
+class LAReQAFiles:
+    """Where the tests find the release files (``folder``), or why they cannot (``unavailable``)."""
+
+    folder: Path | None = None
+    unavailable: str | None = None
+
+
+LAREQA = LAReQAFiles()
+
+
+def find_lareqa_files() -> LAReQAFiles:
+    """A configured folder is taken as it is (a damaged one makes the tests that read it fail, naming the file);
+    without one, every release file is downloaded (or found already downloaded) and checked now."""
+    from pyterrier_hybrid.datasets.release import LANGUAGES, LOCAL_DIR_ENV, ReleaseFiles
+    from pyterrier_hybrid.errors import UserError
+
+    files = ReleaseFiles()
+    if files.local_dir is not None:
+        return LAReQAFiles(folder=files.local_dir)
+    try:
+        for collection in LANGUAGES:
+            files.verify(collection)
+    except UserError as e:
+        return LAReQAFiles(unavailable=f"LAReQA release files unavailable: no ../shared/datasets/lareqa beside the "
+                                       f"repository, no ${LOCAL_DIR_ENV}, and {' '.join(str(e).split())}")
+    # Tests and the commands they start read this folder directly, as a configured copy, from now on.
+    os.environ[LOCAL_DIR_ENV] = str(files.cache_dir)
+    return LAReQAFiles(folder=files.cache_dir)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lareqa: needs the LAReQA release files (skipped, with why, without them)")
+    found = find_lareqa_files()
+    LAREQA.folder, LAREQA.unavailable = found.folder, found.unavailable
+
+
+def pytest_collection_modifyitems(config, items):
+    if LAREQA.unavailable is None:
+        return
+    skip = pytest.mark.skip(reason=LAREQA.unavailable)
+    for item in items:
+        if item.get_closest_marker("lareqa") is not None:
+            item.add_marker(skip)
 
 
 class NetworkAccessInTest(RuntimeError):
@@ -43,9 +97,10 @@ def _no_network(monkeypatch):
 
 @pytest.fixture(scope="session")
 def lareqa_dir() -> Path:
-    if not SHARED_LAREQA.is_dir():
-        pytest.fail(f"the LAReQA release files are expected at {SHARED_LAREQA} (../shared beside the repository)")
-    return SHARED_LAREQA
+    """The folder of the LAReQA release files (``<dir>/xquad-r/de.json``); skips the test when there is none."""
+    if LAREQA.folder is None:
+        pytest.skip(LAREQA.unavailable)
+    return LAREQA.folder
 
 
 TINY_TRAINING_TEXTS = [
@@ -75,11 +130,11 @@ def build_tiny_sentence_transformer(path: Path, seed: int = 0, texts: list[str] 
 
     path = Path(path)
     corpus = list(texts or []) + TINY_TRAINING_TEXTS
-    if SHARED_LAREQA.is_dir():
+    if LAREQA.folder is not None:
         import json
 
         for lang in ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]:
-            data = json.loads((SHARED_LAREQA / "xquad-r" / f"{lang}.json").read_text(encoding="utf-8"))
+            data = json.loads((LAREQA.folder / "xquad-r" / f"{lang}.json").read_text(encoding="utf-8"))
             for article in data["data"][:3]:
                 for paragraph in article["paragraphs"]:
                     corpus.append(paragraph["context"])

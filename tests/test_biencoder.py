@@ -21,7 +21,7 @@ ARTICLES = 2  # XQuAD-R articles used per language: enough for ranking, small en
 
 
 @pytest.fixture(scope="module")
-def xquad():
+def xquad(lareqa_dir):
     return lareqa_collection("xquad-r")
 
 

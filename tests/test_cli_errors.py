@@ -121,6 +121,7 @@ def test_evaluate_folder_without_a_model(cache, tmp_path):
     assert_user_error(result, "evaluate", str(empty), "not a sentence-transformers or Hugging Face model", cache=cache)
 
 
+@pytest.mark.lareqa
 def test_evaluate_uncached_hub_model_offline(cache, tmp_path):
     # a hub id that is in no local cache, with downloads off: one line naming the id and the way out
     env_home = tmp_path / "hf-home"
@@ -158,6 +159,31 @@ def test_evaluate_bad_flag_value(cache, capsys, monkeypatch, args, named):
     assert_one_error_line(status, stderr, "evaluate", *named, cache=cache)
 
 
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        # a whole LAReQA collection scores its pools exactly in memory: an index option would be ignored
+        (["--retriever", "faiss-hnsw"], ("--retriever applies to dense retrieval through an index", "lareqa/xquad-r",
+                                         "scored exactly")),
+        (["--retriever", "exact"], ("--retriever applies",)),
+        (["--collection", "lareqa/mlqa-r", "--index-dir", "idx", "--overwrite-index"],
+         ("--index-dir and --overwrite-index apply", "lareqa/mlqa-r")),
+        (["--hnsw-ef-search", "64"], ("--hnsw-ef-search applies", "lareqa/xquad-r")),
+        # elsewhere, a FAISS parameter tunes one retriever, and BM25 has no dense index
+        (["--collection", "lareqa/xquad-r/de", "--retriever", "faiss-ivf", "--hnsw-ef-search", "64"],
+         ("--hnsw-ef-search tunes --retriever faiss-hnsw, not faiss-ivf",)),
+        (["--collection", "lareqa/xquad-r/de", "--ivf-nprobe", "8"], ("--ivf-nprobe tunes --retriever faiss-ivf, "
+                                                                       "not exact",)),
+        (["--collection", "lareqa/xquad-r/de", "--model", "bm25", "--retriever", "faiss-flat"],
+         ("--retriever applies to dense systems", "BM25")),
+    ],
+)
+@pytest.mark.lareqa
+def test_evaluate_option_that_would_be_ignored(cache, capsys, monkeypatch, args, named):
+    status, stderr = run_main(["evaluate", *args], capsys, monkeypatch, cache)
+    assert_one_error_line(status, stderr, "evaluate", *named, cache=cache)
+
+
 # --- train ----------------------------------------------------------------------------------------------------------
 
 
@@ -179,6 +205,7 @@ def test_train_unknown_source(cache, tmp_path):
     assert_user_error(result, "train", str(missing), "training source", cache=cache)
 
 
+@pytest.mark.lareqa
 def test_train_missing_model_folder(cache, tmp_path):
     missing = tmp_path / "no-such-model"
     result = run_cli(["train", "--base-model", str(missing), "-o", str(tmp_path / "out")], cache)
@@ -220,6 +247,7 @@ def test_train_missing_data_file(cache, incomplete_release, tmp_path):
         (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"], ("cross-lingual", "names only de", "alpha")),
     ],
 )
+@pytest.mark.lareqa
 def test_train_bad_flag_value(cache, tmp_path, capsys, monkeypatch, args, named):
     status, stderr = run_main(["train", *args, "-o", str(tmp_path / "out")], capsys, monkeypatch, cache)
     assert_one_error_line(status, stderr, "train", *named, cache=cache)

@@ -20,7 +20,7 @@ from pyterrier_hybrid.datasets import (
     lareqa_collection,
 )
 from pyterrier_hybrid.datasets.lareqa import parse_release_file
-from pyterrier_hybrid.datasets.release import ReleaseFiles
+from pyterrier_hybrid.datasets.release import MIRROR_URL_ENV, ReleaseFiles
 
 XQUAD_LANGS = "ar de el en es hi ru th tr vi zh".split()
 MLQA_LANGS = "ar de en es hi vi zh".split()
@@ -69,6 +69,7 @@ def test_relevance_follows_answer_start_in_every_language(lareqa_dir, collection
         assert relevant_langs == sorted(d for d in langs if pid in released[d])  # one per language
 
 
+@pytest.mark.lareqa
 def test_xquad_r_every_question_has_one_relevant_candidate_per_language():
     c = lareqa_collection("xquad-r")
     qrels = c.qrels().merge(c.candidates()[["docno", "lang"]], on="docno")
@@ -93,6 +94,7 @@ def test_mlqa_r_cross_lingual_leaves_out_questions_without_an_answer_in_the_docu
 
 
 @pytest.mark.parametrize("collection", ["xquad-r", "mlqa-r"])
+@pytest.mark.lareqa
 def test_ids_are_unique_and_the_pool_is_the_union_of_the_monolingual_sets(collection):
     c = lareqa_collection(collection)
     pool_docs, pool_topics = c.candidates(), c.topics()
@@ -111,6 +113,7 @@ def test_ids_are_unique_and_the_pool_is_the_union_of_the_monolingual_sets(collec
     assert set(map(tuple, c.qrels()[["qid", "docno"]].values)) == pairwise
 
 
+@pytest.mark.lareqa
 def test_parallel_examples_cover_every_language_pair_of_each_question():
     c = lareqa_collection("mlqa-r")
     examples = c.parallel_examples()
@@ -131,6 +134,7 @@ def test_parallel_examples_cover_every_language_pair_of_each_question():
     assert only_de_en and all((e.query_lang, e.passage_lang) == ("de", "en") for e in only_de_en)
 
 
+@pytest.mark.lareqa
 def test_pyterrier_get_dataset_in_a_fresh_process_after_only_import_pyterrier(tmp_path):
     code = """
 import pyterrier as pt
@@ -151,6 +155,7 @@ print(len(pool.get_topics('text')))
     assert int(second) == len(lareqa_collection("mlqa-r").topics(["de"], ["hi"]))
 
 
+@pytest.mark.lareqa
 def test_ir_datasets_load_gives_queries_with_language_and_parallel_id():
     import ir_datasets
 
@@ -163,6 +168,7 @@ def test_ir_datasets_load_gives_queries_with_language_and_parallel_id():
     assert doc.lang == "en" and doc.text in doc.context
 
 
+@pytest.mark.lareqa
 def test_pyterrier_text_loader_adds_sentence_and_context_to_a_ranking():
     """``pt.text.get_text`` (what a re-ranking pipeline puts after a first stage) reads our record fields."""
     import pandas as pd
@@ -232,6 +238,31 @@ def test_corrupt_download_in_the_cache_is_quarantined_not_used(tmp_path, lareqa_
     assert files.path("xquad-r", "de") == cached
 
 
+def test_a_mirror_replaces_the_pinned_address_and_is_checked_like_it(tmp_path, lareqa_dir, monkeypatch):
+    monkeypatch.delenv("PYTERRIER_HYBRID_LAREQA_DIR", raising=False)
+    mirror = tmp_path / "mirror"
+    (mirror / "xquad-r").mkdir(parents=True)
+    shutil.copy(lareqa_dir / "xquad-r" / "de.json", mirror / "xquad-r" / "de.json")
+    (mirror / "xquad-r" / "en.json").write_text('{"data": []}')  # not the release file
+    monkeypatch.setenv(MIRROR_URL_ENV, mirror.as_uri() + "/")
+    files = ReleaseFiles(cache_dir=tmp_path / "cache")
+    assert files.path("xquad-r", "de").read_bytes() == (lareqa_dir / "xquad-r" / "de.json").read_bytes()
+    with pytest.raises(ChecksumMismatchError, match="will be downloaded again"):
+        files.path("xquad-r", "en")
+    assert not list((tmp_path / "cache").rglob("*.partial"))
+
+
+def test_a_missing_mirror_file_names_the_address_tried_and_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTERRIER_HYBRID_LAREQA_DIR", raising=False)
+    monkeypatch.setenv(MIRROR_URL_ENV, (tmp_path / "nowhere").as_uri())
+    with pytest.raises(MissingReleaseFileError) as error:
+        ReleaseFiles(cache_dir=tmp_path / "cache").path("mlqa-r", "hi")
+    message = str(error.value)
+    assert message.startswith(f"could not download LAReQA file {(tmp_path / 'nowhere').as_uri()}/mlqa-r/hi.json to ")
+    assert "PYTERRIER_HYBRID_LAREQA_DIR" in message and MIRROR_URL_ENV in message and "\n" not in message
+    assert not (tmp_path / "cache" / "mlqa-r" / "hi.json").exists()
+
+
 def test_corrupt_json_names_the_file(tmp_path):
     broken = tmp_path / "de.json"
     broken.write_text('{"data": [', encoding="utf-8")
@@ -243,6 +274,7 @@ def test_corrupt_json_names_the_file(tmp_path):
         parse_release_file(wrong_shape, "en")
 
 
+@pytest.mark.lareqa
 def test_datasets_command_prints_every_id_with_its_numbers(capsys):
     from pyterrier_hybrid.cli import main
 

@@ -242,6 +242,7 @@ def _options():
 
 
 @pytest.mark.parametrize("method", ["mean", "lir:2"])
+@pytest.mark.lareqa
 def test_debiased_pipeline_in_experiment_matches_the_evaluation_path(default_base, tmp_path, method):
     from pyterrier_hybrid.evaluation import LAReQAEvaluationConfig, evaluate_lareqa
 
@@ -280,6 +281,7 @@ def test_debiased_pipeline_in_experiment_matches_the_evaluation_path(default_bas
     np.testing.assert_allclose(scores.to_numpy(), flex.reindex(scores.index).to_numpy(), atol=1e-4)
 
 
+@pytest.mark.lareqa
 def test_factories_share_the_encoding(default_base):
     data = ArticleSlice(per_lang=4)
     candidates = data.candidates(["de", "en"])

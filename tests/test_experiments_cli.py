@@ -118,6 +118,7 @@ def test_compare_adds_extra_systems_and_a_debiased_variant_of_every_dense_system
     assert len({s.slug + str(s.seed) for s in systems}) == len(systems)  # one result folder each
 
 
+@pytest.mark.lareqa
 def test_robustness_runs_the_perturbation_study_end_to_end_on_bm25(tmp_path):
     out = tmp_path / "robustness"
     status = cli_main(["robustness", "--systems", "bm25", "--langs", "de,en", "--max-queries-per-lang", "4",

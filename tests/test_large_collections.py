@@ -4,6 +4,7 @@ the XQuAD-R German candidates (1,276 documents, 1,190 questions)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,7 @@ from pyterrier_hybrid.cli import main as cli_main
 from pyterrier_hybrid.evaluation import IrdsEvaluationConfig, evaluate_irds
 from pyterrier_hybrid.retrieval.biencoder import SentenceTransformerBiEncoder
 from pyterrier_hybrid.retrieval.large import (
+    DamagedIndexError,
     IndexMismatchError,
     RetrieverConfig,
     ShardedIndex,
@@ -37,12 +39,12 @@ def encoder(tiny_model_path):
 
 
 @pytest.fixture(scope="module")
-def documents() -> list[dict]:
+def documents(lareqa_dir) -> list[dict]:
     return list(irds_documents(ir_datasets.load(DATASET)))
 
 
 @pytest.fixture(scope="module")
-def topics() -> pd.DataFrame:
+def topics(lareqa_dir) -> pd.DataFrame:
     queries = list(ir_datasets.load(DATASET).queries_iter())[:40]
     return pd.DataFrame({"qid": [q.query_id for q in queries], "query": [q.text for q in queries]})
 
@@ -289,6 +291,51 @@ def test_evaluate_command_reuses_its_index_and_names_the_flag_on_a_mismatch(tiny
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after any model-loading progress bars
     assert error.startswith("pyterrier-hybrid evaluate: error: the index at")
     assert "--overwrite-index" in error and "candidate_text" in error
+
+
+@pytest.mark.parametrize("damage", ["cut short", "too long", "docnos missing"])
+def test_a_damaged_index_is_refused_when_opened(damage, encoder, single_index, tmp_path):
+    copy = ShardedIndex(tmp_path / "copy")
+    shutil.copytree(single_index.path, copy.path)
+    shard = copy.path / "shard-00-of-01"
+    vectors = shard / "vecs.f4"
+    if damage == "cut short":  # a full disk or an interrupted copy: the last vectors, and half of one, are gone
+        with vectors.open("r+b") as f:
+            f.truncate(vectors.stat().st_size - 4 * 32 * 10 - 64)
+        problem = r"vecs.f4 has .* bytes where build.json's 1,276 vectors of 32 float32 dimensions take 163,328"
+    elif damage == "too long":
+        with vectors.open("ab") as f:
+            f.write(b"\0" * 128)
+        problem = "vecs.f4 has 163,456 bytes"
+    else:
+        (shard / "docnos.npids").unlink()
+        problem = "docnos.npids is missing"
+    with pytest.raises(DamagedIndexError, match=f"{problem}.*--overwrite-index"):
+        copy.shards()
+    with pytest.raises(DamagedIndexError, match=problem):
+        copy.check_reusable(index_identity(DATASET, encoder))
+    assert copy.check_reusable(index_identity(DATASET, encoder), overwrite=True) is False  # free to rebuild
+
+
+def test_evaluate_on_a_cut_short_index_names_the_flag_and_rebuilds_with_it(tiny_model_path, small_dataset, tmp_path,
+                                                                          capsys):
+    index_dir = tmp_path / "index"
+    common = ["evaluate", "--model", f"tiny={tiny_model_path}", "--collection", f"irds:{small_dataset}",
+              "--candidate-text", "sentence", "--index-dir", str(index_dir)]
+    assert cli_main(common + ["--out", str(tmp_path / "a")]) == 0
+    vectors = index_dir / "shard-00-of-01" / "vecs.f4"
+    size = vectors.stat().st_size
+    with vectors.open("r+b") as f:
+        f.truncate(size // 2)
+
+    capsys.readouterr()
+    assert cli_main(common + ["--out", str(tmp_path / "b")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after any model-loading progress bars
+    assert error.startswith(f"pyterrier-hybrid evaluate: error: the index at {index_dir} is damaged: "
+                            "shard-00-of-01/vecs.f4 has"), error
+    assert error.endswith("pass --overwrite-index to delete it and build again")
+    assert cli_main(common + ["--out", str(tmp_path / "c"), "--overwrite-index"]) == 0
+    assert vectors.stat().st_size == size
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ SMOKE_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, tiny_model_path):
+def smoke_run(tmp_path_factory, tiny_model_path, lareqa_dir):
     out = tmp_path_factory.mktemp("paper_comparison")
     status = compare(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)])
     assert status == 0

@@ -35,6 +35,7 @@ def test_the_readme_has_python_examples():
 
 
 @pytest.mark.parametrize("line, code", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
+@pytest.mark.lareqa
 def test_readme_example_runs_as_written(line, code, tmp_path):
     script = tmp_path / f"readme_line_{line}.py"
     script.write_text(code, encoding="utf-8")

@@ -52,6 +52,7 @@ def test_held_out_articles_refuses_models_that_are_not_in_collection(tmp_path, c
         held_out_articles(str(model), "xquad-r")
 
 
+@pytest.mark.lareqa
 def test_domain_shift_run_evaluates_both_models_of_a_pair_on_the_same_questions(tiny_model_path, tmp_path):
     from pyterrier_hybrid.datasets import lareqa_collection
 

@@ -8,7 +8,9 @@ A file is taken, in this order, from:
    silent download;
 2. the ir_datasets home (``$IR_DATASETS_HOME/lareqa/<collection>/<lang>.json``): a copy placed there by hand is
    used, otherwise the file is downloaded there from the pinned commit with ir_datasets' own download machinery,
-   which verifies the MD5 while streaming.
+   which verifies the MD5 while streaming. ``PYTERRIER_HYBRID_LAREQA_URL`` replaces the pinned address by a mirror
+   of the release folder (``<url>/xquad-r/de.json``; any scheme urllib opens, ``file://`` included), for machines
+   that reach no GitHub.
 
 Every file is then checked against its SHA-256 before it is parsed; a mismatching file is never used.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 from .errors import ChecksumMismatchError, MissingReleaseFileError, UnknownCollectionError, UnknownLanguageError
 
 LOCAL_DIR_ENV = "PYTERRIER_HYBRID_LAREQA_DIR"
+MIRROR_URL_ENV = "PYTERRIER_HYBRID_LAREQA_URL"
 REPOSITORY = "google-research-datasets/lareqa"
 URL_TEMPLATE = "https://raw.githubusercontent.com/{repository}/{commit}/{collection}/{lang}.json"
 
@@ -98,6 +101,13 @@ class ReleaseFile:
         )
 
     @property
+    def download_url(self) -> str:
+        """Where a download fetches the file: the mirror of ``$PYTERRIER_HYBRID_LAREQA_URL`` when set, else
+        :attr:`url` (the pinned commit). The checksums are the same either way."""
+        mirror = os.environ.get(MIRROR_URL_ENV)
+        return f"{mirror.rstrip('/')}/{self.relative_path}" if mirror else self.url
+
+    @property
     def sha256(self) -> str:
         return CHECKSUMS[self.relative_path][0]
 
@@ -166,15 +176,19 @@ class ReleaseFiles:
 
     @staticmethod
     def _download(release_file: ReleaseFile, path: Path) -> Path:
-        from ir_datasets.util import Download, RequestsDownload
-
-        download = Download([RequestsDownload(release_file.url)], cache_path=str(path), expected_md5=release_file.md5)
+        url = release_file.download_url
         try:
+            if url != release_file.url:
+                return _download_from_mirror(url, path)
+            from ir_datasets.util import Download, RequestsDownload
+
+            download = Download([RequestsDownload(url)], cache_path=str(path), expected_md5=release_file.md5)
             return Path(download.path())
         except Exception as e:
             raise MissingReleaseFileError(
-                f"could not download LAReQA file {release_file.url} to {path} ({e}); without network access, "
-                f"place the release folder locally and set {LOCAL_DIR_ENV} to it"
+                f"could not download LAReQA file {url} to {path} ({' '.join(str(e).split())}); without network "
+                f"access, place the release folder locally and set {LOCAL_DIR_ENV} to it, or set {MIRROR_URL_ENV} to "
+                "a mirror of it"
             ) from e
 
     def _verify(self, release_file: ReleaseFile, path: Path) -> None:
@@ -190,3 +204,20 @@ class ReleaseFiles:
             path.replace(quarantined)
             message += f" (moved to {quarantined}; it will be downloaded again on the next use)"
         raise ChecksumMismatchError(message)
+
+
+def _download_from_mirror(url: str, path: Path) -> Path:
+    """Copy ``url`` to ``path`` through a ``.partial`` file renamed when complete, so that an interrupted copy is
+    never taken for the file (the caller checks the SHA-256 afterwards)."""
+    import shutil
+    import urllib.request
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as f:
+            shutil.copyfileobj(response, f)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "several --model, one subfolder per system")
     large.add_argument("--overwrite-index", action="store_true",
                        help="delete an index folder built from something else (or unfinished) and build again")
-    large.add_argument("--retriever", choices=["exact", "faiss-flat", "faiss-hnsw", "faiss-ivf"], default="exact",
+    # default None, not "exact": a --retriever given where it does not apply is refused, so it must be told apart
+    large.add_argument("--retriever", choices=["exact", "faiss-flat", "faiss-hnsw", "faiss-ivf"], default=None,
                        help="exact (default) and faiss-flat give exact scores; faiss-hnsw and faiss-ivf approximate")
     large.add_argument("--hnsw-ef-search", type=positive_int, default=None,
                        help="faiss-hnsw candidate list per query (higher: better recall, slower)")
@@ -103,7 +104,40 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
         ReleaseFiles().verify(setting.collection, sorted(set(setting.query_langs) | set(setting.doc_langs)))
     else:
         _check_irds_id(collection)
+    check_index_options(args, collection, specs)
     return specs, collection, langs
+
+
+#: The index and retriever options (flag, argument name, the retriever it tunes or None for every retriever).
+INDEX_OPTIONS = (
+    ("--index-dir", "index_dir", None),
+    ("--overwrite-index", "overwrite_index", None),
+    ("--retriever", "retriever", None),
+    ("--hnsw-ef-search", "hnsw_ef_search", "faiss-hnsw"),
+    ("--ivf-nprobe", "ivf_nprobe", "faiss-ivf"),
+    ("--ivf-nlist", "ivf_nlist", "faiss-ivf"),
+)
+
+
+def check_index_options(args: argparse.Namespace, collection: str, specs) -> None:
+    """Refuse an index or retriever option that the request would ignore: a whole LAReQA collection scores every
+    candidate pool exactly in memory, BM25 holds its index in memory, and each FAISS parameter tunes one retriever.
+    Silently ignoring one would report results of another retrieval than the one asked for."""
+    given = [(flag, kind) for flag, name, kind in INDEX_OPTIONS if getattr(args, name, None) not in (None, False)]
+    if not given:
+        return
+    flags = " and ".join(flag for flag, _ in given)
+    applies = "applies" if len(given) == 1 else "apply"
+    if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
+        raise UserError(f"{flags} {applies} to dense retrieval through an index on ir_datasets collections, not to "
+                        f"{collection}, whose candidate pools are scored exactly in memory (a single setting such as "
+                        f"{collection}/de goes through an index)")
+    if all(spec.is_bm25 for spec in specs):
+        raise UserError(f"{flags} {applies} to dense systems; BM25 holds its own index in memory")
+    retriever = args.retriever or "exact"
+    for flag, kind in given:
+        if kind is not None and kind != retriever:
+            raise UserError(f"{flag} tunes --retriever {kind}, not {retriever}")
 
 
 def _check_irds_id(dataset_id: str) -> None:
@@ -130,7 +164,7 @@ def _irds_config(args: argparse.Namespace, spec, n_systems: int):
         index_dir = index_dir / spec.name
     return IrdsEvaluationConfig(
         index_dir=str(index_dir), overwrite_index=args.overwrite_index,
-        retriever=RetrieverConfig(args.retriever, **{k: v for k, v in tuning.items() if v is not None}))
+        retriever=RetrieverConfig(args.retriever or "exact", **{k: v for k, v in tuning.items() if v is not None}))
 
 
 def run(args: argparse.Namespace) -> int:

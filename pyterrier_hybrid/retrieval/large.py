@@ -55,6 +55,11 @@ class IndexMismatchError(UserError):
     """An index folder exists but was not built from what is asked now (or its build did not finish)."""
 
 
+class DamagedIndexError(IndexMismatchError):
+    """A finished index whose files do not match its ``build.json`` (cut short by a full disk or an interrupted
+    copy, or a file missing)."""
+
+
 @dataclass(frozen=True)
 class RetrieverConfig:
     """Which retriever searches a :class:`ShardedIndex`, with its parameters (memory: see the module documentation).
@@ -170,16 +175,47 @@ class ShardedIndex:
         return int(manifest["doc_count"])
 
     def shards(self) -> list:
-        """The shards as pyterrier-dr FlexIndexes (quiet: the callers show their own progress)."""
+        """The shards as pyterrier-dr FlexIndexes (quiet: the callers show their own progress); checks their files
+        against ``build.json`` first (:meth:`check_files`)."""
         import pyterrier_dr
 
         if self._shards is None:
             manifest = self.manifest()
             if manifest is None:
                 raise IndexMismatchError(f"no finished index at {self.path}")
+            self.check_files(manifest)
             self._shards = [pyterrier_dr.FlexIndex(self.path / shard["dir"], verbose=False)
                             for shard in manifest["shards"]]
         return self._shards
+
+    def check_files(self, manifest: dict[str, Any]) -> None:
+        """Raise :class:`DamagedIndexError` unless every shard's files are there and ``vecs.f4`` holds exactly the
+        recorded number of vectors: a file cut short would otherwise fail deep inside numpy's memory map (or, when
+        too long, be searched with vectors that are not the recorded documents')."""
+        vec_size = int(manifest["vec_size"])
+        for shard in manifest["shards"]:
+            folder = self.path / shard["dir"]
+            missing = [name for name in ("pt_meta.json", "docnos.npids", "vecs.f4") if not (folder / name).is_file()]
+            if missing:
+                self._damaged(f"{shard['dir']}/{missing[0]} is missing")
+            count = int(shard["doc_count"])
+            try:
+                meta = json.loads((folder / "pt_meta.json").read_text(encoding="utf-8"))
+            except ValueError:
+                self._damaged(f"{shard['dir']}/pt_meta.json is not valid JSON")
+            if meta.get("doc_count") != count:
+                self._damaged(f"{shard['dir']}/pt_meta.json counts {meta.get('doc_count')} documents, {MANIFEST_NAME} "
+                              f"{count}")
+            expected = count * vec_size * 4
+            actual = (folder / "vecs.f4").stat().st_size
+            if actual != expected:
+                self._damaged(f"{shard['dir']}/vecs.f4 has {actual:,} bytes where {MANIFEST_NAME}'s {count:,} vectors "
+                              f"of {vec_size} float32 dimensions take {expected:,} (cut short by a full disk or an "
+                              "interrupted copy?)")
+
+    def _damaged(self, problem: str):
+        raise DamagedIndexError(f"the index at {self.path} is damaged: {problem}; pass --overwrite-index to delete it "
+                                "and build again")
 
     def disk_bytes(self) -> int:
         """Bytes of every file in the folder (vectors, docnos and any cached FAISS structures)."""
@@ -203,6 +239,7 @@ class ShardedIndex:
             raise IndexMismatchError(
                 f"the index at {self.path} was built from a different {differences}; choose another --index-dir, or "
                 "pass --overwrite-index to delete it and build again")
+        self.check_files(manifest)
         return True
 
     # --- building ----------------------------------------------------------------------------------------------
@@ -339,6 +376,7 @@ class ShardFusion(pt.Transformer):
 
 
 __all__ = [
+    "DamagedIndexError",
     "IndexMismatchError",
     "RETRIEVER_OPTIONS",
     "RetrieverConfig",
