@@ -9,10 +9,11 @@ from typing import Any
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
 
-__all__ = ["CONFIG_FILE", "LOSSES", "HybridTrainingConfig", "TrainingConfigError"]
+__all__ = ["CONFIG_FILE", "LOSSES", "MIXTURES", "HybridTrainingConfig", "TrainingConfigError"]
 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
+MIXTURES: tuple[str, ...] = ("proportional", "round-robin")
 
 
 class TrainingConfigError(UserError, ValueError):
@@ -83,6 +84,11 @@ class HybridTrainingConfig:
         save_total_limit: keep at most this many checkpoints (None: all).
         logging_steps: record the training loss every this many steps.
         gather_across_devices: with several devices, use the other devices' passages as negatives too.
+        max_queries: keep the first this many judged queries of each ``irds:`` source (None: all).
+        extra_train: more training sources, mixed with ``train`` (:mod:`pyterrier_hybrid.training.mixture`):
+            each batch comes from one source, the hybrid alpha applied within it.
+        mixture: how a mixture picks the source of each batch: "proportional" (at random, in proportion to the
+            sources' batches per epoch) or "round-robin" (in turn, until the smallest is exhausted).
     """
 
     base_model: str | None = None
@@ -119,10 +125,14 @@ class HybridTrainingConfig:
     save_total_limit: int | None = 2
     logging_steps: int = 10
     gather_across_devices: bool = False
+    max_queries: int | None = None
+    extra_train: tuple[str, ...] = ()
+    mixture: str = "proportional"
 
     def __post_init__(self):
         if self.train_langs is not None:
             object.__setattr__(self, "train_langs", tuple(self.train_langs))
+        object.__setattr__(self, "extra_train", tuple(str(s) for s in self.extra_train))
         object.__setattr__(self, "output_dir", str(self.output_dir))
         problems = []
         if not 0.0 <= self.alpha <= 1.0:
@@ -173,6 +183,10 @@ class HybridTrainingConfig:
                 )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
+        if self.max_queries is not None and self.max_queries < 1:
+            problems.append(f"max_queries must be a positive integer or None, got {self.max_queries}")
+        if self.mixture not in MIXTURES:
+            problems.append(f"mixture must be one of {MIXTURES}, got {self.mixture!r}")
         if problems:
             raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
 
@@ -180,6 +194,7 @@ class HybridTrainingConfig:
         data = asdict(self)
         if data["train_langs"] is not None:
             data["train_langs"] = list(data["train_langs"])
+        data["extra_train"] = list(data["extra_train"])
         return data
 
     @classmethod

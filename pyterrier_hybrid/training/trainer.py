@@ -34,6 +34,7 @@ from .config import CONFIG_FILE, HybridTrainingConfig
 from . import memory
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
 from .memory import EncoderShape, MemoryPlan, plan_batch_memory
+from .mixture import MixtureError, TrainingSources, steps_per_epoch, text_sample, uses_training_sources
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -137,8 +138,9 @@ def plan_memory(
     estimate of a step's peak for ``config`` against ``config.max_memory_gb`` or the memory available."""
     import torch
 
-    columns = [c for c in ("anchor", "positive", "negative") if c in dataset.column_names]
-    lengths = memory.padded_lengths(model, [dataset[c] for c in columns], [column_prompts.get(c, "") for c in columns],
+    texts = text_sample(dataset, seed=config.seed)  # a streamed dataset's texts are read for a sample only
+    columns = [c for c in ("anchor", "positive", "negative") if c in texts]
+    lengths = memory.padded_lengths(model, [texts[c] for c in columns], [column_prompts.get(c, "") for c in columns],
                                     seed=config.seed)
     if torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info()
@@ -402,7 +404,8 @@ class PreparedTraining:
                 "eval_batch_size": trainer.args.per_device_eval_batch_size if self.eval_dataset is not None else None,
                 "world_size": self.world_size,
                 "global_steps": trainer.state.global_step,
-                "steps_per_epoch": len(self.train_sampler) // self.world_size,
+                "steps_per_epoch": steps_per_epoch(self.sampler_factory, self.train_dataset,
+                                                  self.config.mixture) // self.world_size,
                 "resumed_from": str(self.checkpoint) if self.checkpoint is not None else None,
                 "query_prompt": self.prompts[0],
                 "passage_prompt": self.prompts[1],
@@ -440,9 +443,14 @@ def prepare_training(
     from pyterrier_hybrid.models import load_sentence_transformer, resolve_model  # the default is built here
 
     # The data first: a source that cannot fill the batches asked for fails before a model is built or loaded.
-    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
-    train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
-    check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
+    # Streamed (irds:) sources and mixtures of sources go through TrainingSources (training/mixture.py).
+    sources = TrainingSources.load(config) if uses_training_sources(config) else None
+    if sources is not None:
+        data, train_data, eval_data = sources.summaries()
+    else:
+        data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+        train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
+        check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
 
     base_model = resolve_model(config.base_model)
 
@@ -460,12 +468,14 @@ def prepare_training(
     prompts = training_prompts(model, config)
     query_prompt, passage_prompt = prompts
 
-    train_dataset, train_rows = build_training_dataset(train_data, config.candidate_text, prompts)
+    if sources is None:
+        train_dataset, train_rows = build_training_dataset(train_data, config.candidate_text, prompts)
     # The collator prepends these to the raw texts, once; the dataset texts carry no prompt (checked above).
+    text_columns = sources.columns if sources is not None else train_dataset.column_names
     column_prompts = {
         column: prompt
         for column, prompt in (("anchor", query_prompt), ("positive", passage_prompt), ("negative", passage_prompt))
-        if prompt and column in train_dataset.column_names
+        if prompt and column in text_columns
     }
 
     has_eval = len(eval_data) > 0
@@ -498,9 +508,20 @@ def prepare_training(
     )
     world_size = max(1, args.world_size)
     factory = HybridBatchSamplerFactory(alpha=config.alpha, num_replicas=world_size)
-    factory.register(train_dataset, train_rows)
     eval_dataset = None
-    if has_eval:
+    if sources is not None:
+        if sources.mixed and world_size > 1:
+            # sentence-transformers' mixture samplers hand consecutive batches to different ranks, which would
+            # split one source's global batch across sources.
+            raise MixtureError("a mixture of training sources trains on one device only (several were given)")
+        train_dataset, eval_dataset, eval_batch_size = sources.build(factory, prompts, world_size)
+        if eval_dataset is not None:
+            args.per_device_eval_batch_size = eval_batch_size
+        if sources.mixed:
+            args.multi_dataset_batch_sampler = sources.multi_dataset_batch_sampler()
+    else:
+        factory.register(train_dataset, train_rows)
+    if has_eval and sources is None:
         eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
         eval_batch_size = _eval_batch_size(eval_dataset, eval_rows, config, world_size)
         args.per_device_eval_batch_size = eval_batch_size
