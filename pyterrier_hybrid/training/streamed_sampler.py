@@ -73,10 +73,12 @@ class StreamedHybridBatchSampler(DefaultBatchSampler):
         self.global_batch_size = batch_size * self.num_replicas
         self.seed = int(seed) if seed is not None else 0
         # Rows grouped by query: the parallel ids are drawn, then one relevant row of each.
-        order = np.argsort(rows.queries, kind="stable")
+        # int32 where it fits: these four arrays are the sampler's memory (16 bytes per judged pair).
+        index_type = np.int32 if len(rows.queries) < 2**31 else np.int64
+        order = np.argsort(rows.queries, kind="stable").astype(index_type)
         self._order = order
-        self.query_codes, self._starts, self._counts = np.unique(rows.queries[order], return_index=True,
-                                                                 return_counts=True)
+        codes, starts, counts = np.unique(rows.queries[order], return_index=True, return_counts=True)
+        self.query_codes, self._starts, self._counts = codes, starts.astype(index_type), counts.astype(index_type)
         check_streamed_feasible(rows, self.alpha, batch_size, self.num_replicas)
         self.batches_per_epoch = int(batches_per_epoch or max(1, len(self.query_codes) // self.global_batch_size))
         self._permutation: tuple[int, np.ndarray] | None = None
@@ -88,7 +90,7 @@ class StreamedHybridBatchSampler(DefaultBatchSampler):
         # One permutation per epoch (8 bytes per query), drawn from (seed, epoch) only.
         if self._permutation is None or self._permutation[0] != self.epoch:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, 0]))
-            self._permutation = (self.epoch, rng.permutation(len(self.query_codes)))
+            self._permutation = (self.epoch, rng.permutation(len(self.query_codes)).astype(self._order.dtype))
         return self._permutation[1]
 
     def batch_type(self, step: int) -> tuple[str, str | None]:

@@ -7,8 +7,9 @@ Instead:
 - :class:`StreamedParallelSource` reads the ids once, in chunks: the judged (query id, relevant doc id) pairs of the
   first language's qrels (the first ``max_queries`` queries), one hard negative per query (``doc_id_b`` of a
   docpair of the query, from the first language whose dataset has docpairs; the docpairs are shared by the
-  translations), and each language's query texts, written to a memory-mapped Arrow file on disk. Ids are kept as
-  numpy byte strings: a few dozen bytes per judged pair, no Python object per pair.
+  translations), and each language's query texts, written to a file on disk and read back by offset
+  (:class:`QueryTexts`). Ids are kept as numpy byte strings: a few dozen bytes per judged pair, no Python object
+  per pair.
 - The dataset given to the trainer (:meth:`StreamedParallelSource.dataset`) has one row per (judged pair, language
   pair) but holds only two small integer columns, ``row`` and ``pair``, made of one shared ``row`` array and a
   constant ``pair`` chunk per language pair; the texts of a batch (query in the query language, passage and hard
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,39 +136,63 @@ def _judged_pairs(dataset, dataset_id: str, max_queries: int | None) -> tuple[np
     return np.concatenate(query_chunks), np.concatenate(doc_chunks)
 
 
-def _write_query_texts(dataset, query_ids: np.ndarray, path: Path) -> np.ndarray:
-    """Write the texts of ``query_ids`` (sorted byte strings) found in ``dataset`` to an Arrow file at ``path``;
-    returns, per query, its row in the file (-1: not in this language)."""
-    import pyarrow as pa
+class QueryTexts:
+    """The texts of the judged queries in one language, on disk: ``texts.bin`` (UTF-8, in the order the dataset
+    gives them) and ``index.bin`` (per judged query, in ``query_ids`` order: start and length, length -1 when the
+    language lacks the query), read with ``os.pread``. Neither memory-mapped nor loaded, so the process holds
+    nothing per query: a memory-mapped file would count every page it touches as resident memory."""
 
-    file_row = np.full(len(query_ids), -1, dtype=np.int64)
-    written = 0
-    schema = pa.schema([("text", pa.large_string())])
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        ids, texts = [], []
+    RECORD = np.dtype([("start", "<i8"), ("length", "<i4")])
 
-        def flush():
-            nonlocal written
-            found = np.array(ids, dtype=np.bytes_)
-            pos = np.searchsorted(query_ids, found)
-            pos[pos >= len(query_ids)] = 0
-            hit = (query_ids[pos] == found) & (file_row[pos] < 0)
-            kept = [t for t, h in zip(texts, hit) if h]
-            file_row[pos[hit]] = np.arange(written, written + len(kept))
-            if kept:
-                writer.write_batch(pa.record_batch([pa.array(kept, type=pa.large_string())], schema=schema))
-            written += len(kept)
-            ids.clear()
-            texts.clear()
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._texts = os.open(folder / "texts.bin", os.O_RDONLY)
+        self._index = os.open(folder / "index.bin", os.O_RDONLY)
+        for fd in (self._texts, self._index):
+            weakref.finalize(self, os.close, fd)
 
-        for query in dataset.queries_iter():
-            ids.append(query.query_id)
-            texts.append(_text_of(query))
-            if len(ids) == CHUNK:
+    @classmethod
+    def write(cls, dataset, query_ids: np.ndarray, folder: Path) -> tuple[QueryTexts, np.ndarray]:
+        """Write the texts of ``query_ids`` (sorted byte strings) found in ``dataset``; returns the store and which
+        queries it has."""
+        folder.mkdir(parents=True, exist_ok=True)
+        index = np.zeros(len(query_ids), dtype=cls.RECORD)
+        index["length"] = -1
+        written = 0
+        with (folder / "texts.bin").open("wb") as out:
+            ids, texts = [], []
+
+            def flush():
+                nonlocal written
+                found = np.array(ids, dtype=np.bytes_)
+                pos = np.searchsorted(query_ids, found)
+                pos[pos >= len(query_ids)] = 0
+                hit = (query_ids[pos] == found) & (index["length"][pos] < 0)
+                for i in np.flatnonzero(hit):
+                    data = texts[i].encode("utf-8")
+                    index[pos[i]] = (written, len(data))
+                    out.write(data)
+                    written += len(data)
+                ids.clear()
+                texts.clear()
+
+            for query in dataset.queries_iter():
+                ids.append(query.query_id)
+                texts.append(_text_of(query))
+                if len(ids) == CHUNK:
+                    flush()
+            if ids:
                 flush()
-        if ids:
-            flush()
-    return file_row
+        index.tofile(folder / "index.bin")
+        return cls(folder), index["length"] >= 0
+
+    def get(self, positions: np.ndarray) -> list[str]:
+        size = self.RECORD.itemsize
+        texts = []
+        for pos in positions:
+            start, length = np.frombuffer(os.pread(self._index, size, int(pos) * size), dtype=self.RECORD)[0]
+            texts.append(os.pread(self._texts, int(length), int(start)).decode("utf-8"))
+        return texts
 
 
 def _negatives(dataset, query_ids: np.ndarray) -> np.ndarray:
@@ -204,6 +231,30 @@ def _negatives(dataset, query_ids: np.ndarray) -> np.ndarray:
     return negatives
 
 
+_SOURCES: weakref.WeakValueDictionary[int, StreamedParallelSource] = weakref.WeakValueDictionary()
+
+
+def _fetcher_of(key: int) -> _TextFetcher:
+    return _TextFetcher(_SOURCES[key])
+
+
+class _TextFetcher:
+    """The transform of a streamed dataset. It pickles as a reference to its source in this process: datasets
+    hashes a transform by pickling it (for the fingerprint), which would otherwise serialise the whole source (ids,
+    query tables: tens of MB, and a memory peak) on every ``set_transform``. Forked DataLoader workers inherit the
+    registry; a spawned process cannot use the reference."""
+
+    def __init__(self, source: StreamedParallelSource):
+        self.source = source
+        _SOURCES[id(source)] = source
+
+    def __call__(self, batch):
+        return self.source.fetch_texts(batch)
+
+    def __reduce__(self):
+        return _fetcher_of, (id(self.source),)
+
+
 @dataclass(frozen=True)
 class StreamedRows:
     """What the sampler knows of a streamed dataset: its judged rows (indices into the source's arrays, each row's
@@ -211,7 +262,7 @@ class StreamedRows:
     ``rows[i]`` in language pair ``pair`` = (query language ``pair // L``, passage language ``pair % L``)."""
 
     rows: np.ndarray  # int64 indices into the source's row arrays
-    queries: np.ndarray  # int64 query index (the parallel id) of each row
+    queries: np.ndarray  # int32 query index (the parallel id) of each row
     docs: np.ndarray  # bytes: the positive doc id of each row
     negatives: np.ndarray | None  # bytes: the hard negative doc id of each row
     languages: tuple[str, ...]
@@ -239,7 +290,7 @@ class StreamedParallelSource:
     """The ids of an ``irds:LANG=ID,...`` source, read once, and the texts on demand (see the module docstring).
 
     ``max_queries`` keeps the first judged queries in qrels order; ``hard_negatives`` keeps the queries that have a
-    docpair and gives each row its ``doc_id_b`` (in the passage language). The query texts go to Arrow files in
+    docpair and gives each row its ``doc_id_b`` (in the passage language). The query texts go to files in
     ``work_dir`` (default: a temporary folder removed with the object).
     """
 
@@ -253,8 +304,6 @@ class StreamedParallelSource:
         candidate_text: str = "sentence",
         work_dir: str | Path | None = None,
     ):
-        import pyarrow as pa
-
         if max_queries is not None and max_queries < 1:
             raise StreamedSourceError(f"max_queries must be a positive integer, got {max_queries}")
         check_irds_source(source, langs, hard_negatives)
@@ -277,14 +326,11 @@ class StreamedParallelSource:
         del row_query_ids
 
         # Every language's texts of the judged queries; a query is kept only where every language has it.
-        self._query_tables: dict[str, object] = {}
-        self._query_rows: dict[str, np.ndarray] = {}
+        self._query_texts: dict[str, QueryTexts] = {}
         present = np.ones(len(query_ids), dtype=bool)
         for lang in self.languages:
-            path = self.work_dir / f"queries-{lang}.arrow"
-            self._query_rows[lang] = _write_query_texts(self._datasets[lang], query_ids, path)
-            self._query_tables[lang] = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-            in_lang = self._query_rows[lang] >= 0
+            store, in_lang = QueryTexts.write(self._datasets[lang], query_ids, self.work_dir / f"queries-{lang}")
+            self._query_texts[lang] = store
             if not in_lang.any():
                 raise StreamedSourceError(
                     f"ir_datasets {self.mapping[lang]!r} ({lang}) has none of the {len(query_ids)} judged queries "
@@ -313,7 +359,7 @@ class StreamedParallelSource:
             if dropped:
                 logger.info("%s: dropped %d judged pairs without a usable docpair", source, dropped)
         self.query_ids = query_ids
-        self.row_query = row_query[keep].astype(np.int64)
+        self.row_query = row_query[keep].astype(np.int32 if len(query_ids) < 2**31 else np.int64)
         self.row_docs = row_docs[keep]
         self.row_negatives = negatives[keep] if negatives is not None else None
         logger.info("%s: %d judged pairs of %d queries in %d languages (streamed)", source, len(self.row_query),
@@ -331,8 +377,8 @@ class StreamedParallelSource:
         """(training rows, held-out rows or None): ``ceil(eval_fraction * queries)`` queries drawn with ``seed``
         held out whole (every query is its own group, as for the in-memory irds source)."""
         rows = np.arange(len(self.row_query))
-        if eval_fraction <= 0:
-            return self.rows(rows), None
+        if eval_fraction <= 0:  # every row: the source's own arrays, not copies
+            return StreamedRows(rows, self.row_query, self.row_docs, self.row_negatives, self.languages), None
         queries = np.unique(self.row_query)
         if len(queries) < 2:
             raise StreamedSourceError(f"cannot hold out queries: {self.source!r} has {len(queries)} judged query")
@@ -368,13 +414,11 @@ class StreamedParallelSource:
             for p in range(pairs)
         ]
         dataset = concatenate_datasets(parts) if pairs > 1 else parts[0]
-        dataset.set_transform(self.fetch_texts)
+        dataset.set_transform(_TextFetcher(self))
         return dataset
 
     def fetch_texts(self, batch: Mapping[str, list]) -> dict[str, list[str]]:
         """The transform of :meth:`dataset`: row and language-pair codes -> anchor, positive[, negative] texts."""
-        import pyarrow as pa
-
         rows = np.asarray(batch["row"], dtype=np.int64)
         pairs = np.asarray(batch["pair"], dtype=np.int64)
         num_langs = len(self.languages)
@@ -385,8 +429,7 @@ class StreamedParallelSource:
         for q in np.unique(query_langs):
             lang = self.languages[int(q)]
             where = np.flatnonzero(query_langs == q)
-            file_rows = self._query_rows[lang][self.row_query[rows[where]]]
-            texts = self._query_tables[lang].column("text").take(pa.array(file_rows)).to_pylist()
+            texts = self._query_texts[lang].get(self.row_query[rows[where]])
             for i, text in zip(where, texts):
                 anchors[i] = text
         for p in np.unique(passage_langs):
