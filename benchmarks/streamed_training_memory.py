@@ -52,7 +52,7 @@ def child_pipeline(size: int) -> None:
     from pyterrier_hybrid.training.streamed_sampler import StreamedHybridBatchSampler
     from pyterrier_hybrid.training.streaming import StreamedParallelSource
 
-    data = StreamedParallelSource(source(size), hard_negatives=True, candidate_text="sentence")
+    data = StreamedParallelSource(source(size), hard_negatives=True)
     rows, _ = data.split(0, seed=42)
     dataset = data.dataset(rows)
     sampler = StreamedHybridBatchSampler(dataset, BATCH, seed=42, rows=rows, alpha=0.5, num_replicas=1)

@@ -34,7 +34,8 @@ class HybridTrainingConfig:
         base_model: model to start from, resolved by ``pyterrier_hybrid.models.resolve_model`` (None or "default":
             the embedded multilingual-e5-small; else a sentence-transformers folder or hub id).
         train: training source: "lareqa/mlqa-r", "lareqa/xquad-r", a .jsonl file or "irds:LANG=ID,..."
-            (see :mod:`pyterrier_hybrid.training.data`).
+            (see :mod:`pyterrier_hybrid.training.data`; irds: sources are streamed,
+            :mod:`pyterrier_hybrid.training.streaming`).
         train_langs: keep only examples whose query and passage languages are both in this list (None: all).
         alpha: probability that a batch is monolingual (else cross-lingual).
         batch_size: pairs per batch on each device (the in-batch negatives of each pair are the others).

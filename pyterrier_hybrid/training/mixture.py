@@ -93,8 +93,7 @@ class TrainingSources:
             eval_fraction = config.eval_fraction if index == 0 else 0.0
             if is_streamed_source(spec):
                 data = StreamedParallelSource(spec, config.train_langs, max_queries=config.max_queries,
-                                              hard_negatives=config.hard_negatives,
-                                              candidate_text=config.candidate_text)
+                                              hard_negatives=config.hard_negatives)
                 train, held_out = data.split(eval_fraction, config.seed)
                 check_streamed_feasible(train, config.alpha, config.batch_size)
             else:

@@ -301,7 +301,6 @@ class StreamedParallelSource:
         *,
         max_queries: int | None = None,
         hard_negatives: bool = False,
-        candidate_text: str = "sentence",
         work_dir: str | Path | None = None,
     ):
         if max_queries is not None and max_queries < 1:
@@ -311,7 +310,6 @@ class StreamedParallelSource:
         self.mapping = _languages(source, langs)
         self.languages: tuple[str, ...] = tuple(self.mapping)
         self.hard_negatives = hard_negatives
-        self.candidate_text = candidate_text
         self._datasets = {lang: _load(i, lang) for lang, i in self.mapping.items()}
         self._stores: dict[str, object] = {}
         if work_dir is None:
@@ -446,8 +444,6 @@ class StreamedParallelSource:
         return out
 
     def _documents(self, lang: str, doc_ids: np.ndarray) -> list[str]:
-        from ..datasets.candidates import candidate_text
-
         store = self._stores.get(lang)
         if store is None:
             store = self._stores[lang] = self._datasets[lang].docs_store()
@@ -457,5 +453,5 @@ class StreamedParallelSource:
         if missing:
             raise StreamedSourceError(f"document {missing[0]!r} is missing from {self.mapping[lang]!r} ({lang}): every "
                                       "language of an irds: source must have every judged document")
-        # The collection's text; "sentence+context" has no context to add here (a passage is one text).
-        return [candidate_text(_text_of(found[i]), "", self.candidate_text) for i in ids]
+        # The document's text as the collection gives it: --candidate-text has no paragraph to add to a passage.
+        return [_text_of(found[i]) for i in ids]
