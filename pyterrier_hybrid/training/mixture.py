@@ -39,11 +39,9 @@ def uses_training_sources(config: HybridTrainingConfig) -> bool:
     return bool(config.extra_train) or is_streamed_source(config.train)
 
 
-def source_name(index: int, spec: str) -> str:
-    """The DatasetDict key of a source: its position and a readable part of its spec (keys name the losses of the
-    log and cannot hold dots or slashes)."""
-    readable = "".join(c if c.isalnum() else "-" for c in spec.split("=", 1)[-1].rsplit("/", 2)[0])[-40:]
-    return f"{index}-{readable.strip('-') or 'source'}"
+def source_name(index: int) -> str:
+    """The DatasetDict key of the ``index``-th source (its position on the command line, from 0)."""
+    return f"source-{index}"
 
 
 @dataclass
@@ -101,7 +99,7 @@ class TrainingSources:
                 train, held_out = split_by_article(data, eval_fraction, config.seed)
                 held_out = held_out if len(held_out) else None
                 check_feasible(ParallelRows.from_examples(train.examples), config.alpha, config.batch_size)
-            loaded.append(LoadedSource(source_name(index, spec), spec, data, train, held_out))
+            loaded.append(LoadedSource(source_name(index), spec, data, train, held_out))
         return cls(config, loaded)
 
     @property
