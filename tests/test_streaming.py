@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import ir_datasets
 import numpy as np
@@ -191,3 +192,47 @@ def test_a_mixture_draws_each_batch_from_one_source_in_turn(tiny_model_path, tmp
     prepared.run()
     run = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["run"]
     assert run["global_steps"] == 4 and run["steps_per_epoch"] == 2 * min(60 // 4, 40 // 4)
+
+
+def test_distributed_training_on_a_streamed_source(tiny_model_path, tmp_path):
+    """A real DDP run (gloo, 2 processes) on a streamed source: at every step both ranks train on one batch type
+    (and language), on different queries, and end with the same weights."""
+    import socket
+
+    from test_training import DDP_SCRIPT
+
+    size, langs = 100, ("en", "de", "fr")
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    # the script runs from its own folder: import this checkout's package, whatever is installed
+    repo = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(port), str(script), str(tiny_model_path), irds_source(size, langs), str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert np.allclose(ranks[0]["weights"], ranks[1]["weights"], rtol=1e-6)
+
+    query_of, doc_of = {}, {}
+    for lang in langs:
+        dataset = ir_datasets.load(synthetic_id(size, lang))
+        query_of.update({q.text: (q.query_id, lang) for q in dataset.queries_iter()})
+        doc_of.update({d.text: (d.doc_id, lang) for d in dataset.docs_iter()})
+    for step in range(6):  # accelerate prefetches one batch beyond the last step
+        rows = [[(*query_of[q], doc_of[p][1]) for q, p in ranks[r]["batches"][step]] for r in range(2)]
+        pairs = [(q, p) for rank in rows for _, q, p in rank]
+        if pairs[0][0] == pairs[0][1]:
+            assert len(set(pairs)) == 1  # monolingual, one language on both ranks
+        else:
+            assert all(q != p for q, p in pairs)
+        queries = [{qid for qid, _, _ in rank} for rank in rows]
+        assert len(queries[0]) == len(queries[1]) == 4 and not queries[0] & queries[1]
