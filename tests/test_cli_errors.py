@@ -212,7 +212,9 @@ def test_train_missing_data_file(cache, incomplete_release, tmp_path):
 def synthetic_source(*langs: str, variant: str | None = None, size: int = 100) -> str:
     from pyterrier_hybrid.datasets.synthetic import synthetic_id
 
-    return "irds:" + ",".join(f"{lang}={synthetic_id(size, lang, variant if i else None)}" for i, lang in enumerate(langs))
+    # the variant applies to every language but the first (whose qrels give the judged pairs)
+    ids = [synthetic_id(size, lang, variant if i else None) for i, lang in enumerate(langs)]
+    return "irds:" + ",".join(f"{lang}={dataset_id}" for lang, dataset_id in zip(langs, ids))
 
 
 def test_train_hard_negatives_from_an_irds_source_without_docpairs(cache, tmp_path):

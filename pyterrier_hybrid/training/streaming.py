@@ -15,12 +15,12 @@ Instead:
   constant ``pair`` chunk per language pair; the texts of a batch (query in the query language, passage and hard
   negative in the passage language, documents through ``docs_store()``) are fetched when the batch is read, by the
   dataset's transform. The collator sees the usual anchor / positive[ / negative] columns.
-- :class:`~pyterrier_hybrid.training.streamed_sampler.StreamedHybridBatchSampler` decides the languages of each batch and so picks the keys: the hybrid rules of
-  :mod:`pyterrier_hybrid.training.sampler` (monolingual with probability alpha, one language drawn uniformly; else
-  cross-lingual, query language != passage language per row; no two rows sharing a parallel id, i.e. a query, or a
-  document). The batch of global step s of epoch e is a function of (seed, e, s) and an epoch's permutation of the
-  queries, so every rank computes the same global batch without communicating, and a resumed run sees the batches
-  an uninterrupted one would have.
+- :class:`~pyterrier_hybrid.training.streamed_sampler.StreamedHybridBatchSampler` decides the languages of each
+  batch and so picks the keys: the hybrid rules of :mod:`pyterrier_hybrid.training.sampler` (monolingual with
+  probability alpha, one language drawn uniformly; else cross-lingual, query language != passage language per
+  row; no two rows sharing a parallel id, i.e. a query, or a document). The batch of global step s of epoch e is a
+  function of (seed, e, s) and an epoch's permutation of the queries, so every rank (each reads the ids itself)
+  computes the same global batch without communicating, and a resumed run sees the batches an uninterrupted one would have.
 
 A query or document missing from a language is handled so: queries missing from any language are dropped (logged;
 none in common is an error), a document missing from a docs_store when its batch is read is an error naming it.
@@ -44,6 +44,7 @@ from .data import IRDS_PREFIX, parse_irds_source
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "QueryTexts",
     "StreamedParallelSource",
     "StreamedRows",
     "StreamedSourceError",
@@ -348,7 +349,8 @@ class StreamedParallelSource:
             per_query = _negatives(self._datasets[docpairs_lang], query_ids)
             has_negative = per_query != b""
             if not has_negative[present].any():
-                raise StreamedSourceError(f"no judged query of {source!r} has a docpair: no hard negative to train with")
+                raise StreamedSourceError(f"no judged query of {source!r} has a docpair: no hard negative to train "
+                                          "with")
             negatives = per_query[row_query]
         keep = present[row_query]
         if negatives is not None:
