@@ -126,6 +126,16 @@ def test_every_rank_computes_the_same_global_batch(source):
             assert len({q for _, q, _ in decoded}) == 1  # one language across the ranks
 
 
+def test_a_resumed_run_sees_the_batches_of_an_uninterrupted_one(source):
+    rows, _ = source.split(0, seed=0)
+    _, sampler = sampler_for(source, rows, alpha=0.5)
+    sampler.set_epoch(2)
+    uninterrupted = list(sampler)
+    _, restarted = sampler_for(source, rows, alpha=0.5)  # a new process: nothing drawn before
+    restarted.set_epoch(2)
+    assert [restarted.global_batch(step) for step in range(5, len(uninterrupted))] == uninterrupted[5:]
+
+
 def test_held_out_queries_are_not_trained_on(source):
     train, held_out = source.split(0.1, seed=0)
     assert len(np.unique(held_out.queries)) == 20
@@ -169,7 +179,8 @@ def test_train_from_the_cli_on_a_streamed_source_with_hard_negatives(tiny_model_
     assert run["best_validation_loss"] is not None
 
 
-def test_a_mixture_draws_each_batch_from_one_source_in_turn(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("mixture", ["round-robin", "proportional"])
+def test_a_mixture_draws_each_batch_from_one_source(tiny_model_path, tmp_path, mixture):
     from pyterrier_hybrid.training.trainer import prepare_training
 
     jsonl = tmp_path / "qa.jsonl"
@@ -178,20 +189,26 @@ def test_a_mixture_draws_each_batch_from_one_source_in_turn(tiny_model_path, tmp
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     config = HybridTrainingConfig(
         base_model=str(tiny_model_path), train=irds_source(langs=("en", "de")), extra_train=(str(jsonl),),
-        mixture="round-robin", max_queries=60, batch_size=4, max_steps=4, warmup=0.0, candidate_text="sentence",
+        mixture=mixture, max_queries=60, batch_size=4, max_steps=4, warmup=0.0, candidate_text="sentence",
         max_seq_length=32, eval_fraction=0.0, save_steps=1000, output_dir=str(tmp_path / "out"),
     )
     prepared = prepare_training(config)
     trainer = prepared.trainer
     loader = trainer._build_dataloader(trainer.train_dataset, 4, dataset_kind="train")
     sizes = [len(d) for d in trainer.train_dataset.values()]
-    sources = [int(batch[0] >= sizes[0]) for batch in loader.batch_sampler]
-    assert sources[:6] == [0, 1, 0, 1, 0, 1]  # round robin, one source per batch
-    for batch in loader.batch_sampler:
-        assert len({index >= sizes[0] for index in batch}) == 1
+    batches = list(loader.batch_sampler)
+    for batch in batches:
+        assert len({index >= sizes[0] for index in batch}) == 1  # one source per batch
+    sources = [int(batch[0] >= sizes[0]) for batch in batches]
+    per_source = [60 // 4, 40 // 4]  # batches per epoch of each source: its queries / parallel ids over the batch
+    if mixture == "round-robin":
+        assert sources == [0, 1] * min(per_source)
+    else:
+        assert sources.count(0) == per_source[0] and sources.count(1) == per_source[1]
+        assert sources != sorted(sources)  # interleaved at random
     prepared.run()
     run = json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["run"]
-    assert run["global_steps"] == 4 and run["steps_per_epoch"] == 2 * min(60 // 4, 40 // 4)
+    assert run["global_steps"] == 4 and run["steps_per_epoch"] == len(batches)
 
 
 def test_distributed_training_on_a_streamed_source(tiny_model_path, tmp_path):
