@@ -236,10 +236,44 @@ def test_train_missing_data_file(cache, incomplete_release, tmp_path):
     assert_user_error(result, "train", "LAReQA file missing", f"{COLLECTION}/{LANG}.json", cache=cache)
 
 
+def synthetic_source(*langs: str, variant: str | None = None, size: int = 100) -> str:
+    from pyterrier_hybrid.datasets.synthetic import synthetic_id
+
+    # the variant applies to every language but the first (whose qrels give the judged pairs)
+    ids = [synthetic_id(size, lang, variant if i else None) for i, lang in enumerate(langs)]
+    return "irds:" + ",".join(f"{lang}={dataset_id}" for lang, dataset_id in zip(langs, ids))
+
+
+def test_train_hard_negatives_from_an_irds_source_without_docpairs(cache, tmp_path):
+    from pyterrier_hybrid.datasets.synthetic import synthetic_id
+
+    source = f"irds:en={synthetic_id(100, 'en', 'no-docpairs')},de={synthetic_id(100, 'de', 'no-docpairs')}"
+    result = run_cli(["train", "--train", source, "--hard-negatives", "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", "--hard-negatives", "docpairs", "no-docpairs", cache=cache)
+
+
+def test_train_irds_languages_without_common_query_ids(cache, tmp_path):
+    result = run_cli(["train", "--train", synthetic_source("en", "de", variant="disjoint"), "--batch-size", "8",
+                      "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", "none of the 100 judged queries", "share query ids", cache=cache)
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_mixture_naming_an_unknown_source(cache, tmp_path):
+    missing = tmp_path / "qa.jsonl"
+    result = run_cli(["train", "--train", synthetic_source("en", "de"), "--train", str(missing),
+                      "--mixture", "round-robin", "-o", str(tmp_path / "out")], cache)
+    assert_user_error(result, "train", str(missing), "in the mixture", cache=cache)
+
+
 @pytest.mark.parametrize(
     "args, named",
     [
         (["--batch-size", "0"], ("batch_size", "positive integer")),
+        (["--train", synthetic_source("en", "de"), "--max-queries", "0"], ("max_queries", "positive integer")),
+        (["--max-queries", "10"], ("--max-queries", "irds:")),
+        (["--train", "irds:en=pyterrier-hybrid-synthetic/10/xx"], ("unknown ir_datasets id", "language en")),
+        (["--train", synthetic_source("en", "de"), "--mixture", "zip"], ("--mixture", "'zip'")),
         (["--alpha", "1.5"], ("alpha", "[0, 1]")),
         (["--alpha", "half"], ("--alpha", "'half'")),
         (["--loss", "triplet"], ("--loss", "'triplet'")),

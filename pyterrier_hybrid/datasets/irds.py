@@ -211,6 +211,9 @@ def register_all() -> None:
     # ir_datasets offers no public way to list patterns; reading the list keeps registration idempotent.
     if not any(pattern.pattern == UNKNOWN_ID_PATTERN for pattern, _ in ir_datasets.registry._patterns):
         ir_datasets.registry.register_pattern(UNKNOWN_ID_PATTERN, _reject_unknown_id)
+    from .synthetic import register as register_synthetic
+
+    register_synthetic()  # the synthetic parallel collection of the streamed-training tests and benchmark
     provider = _CollectionProvider()
     for dataset_id, setting in settings().items():
         if dataset_id in ir_datasets.registry:

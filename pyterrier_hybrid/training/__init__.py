@@ -5,7 +5,9 @@
   configuration, loss curve and model card;
 - :class:`HybridBatchSampler` / :class:`HybridBatchSamplerFactory` (``sampler``): the batch sampler, usable as
   ``SentenceTransformerTrainingArguments(batch_sampler=...)`` on its own;
-- :func:`load_training_data`, :func:`split_by_article` (``data``): LAReQA, JSONL and ir_datasets sources.
+- :func:`load_training_data`, :func:`split_by_article` (``data``): LAReQA, JSONL and ir_datasets sources;
+- :class:`StreamedParallelSource` (``streaming``) and :class:`StreamedHybridBatchSampler` (``streamed_sampler``):
+  ``irds:`` sources read lazily; :class:`TrainingSources` (``mixture``): streamed sources and mixtures of sources.
 
 Names are imported lazily: ``import pyterrier_hybrid.training`` (e.g. for the CLI's ``--help``) does not load
 torch or sentence-transformers.
@@ -30,6 +32,9 @@ _EXPORTS = {
     "read_jsonl": ".data",
     "ir_datasets_parallel_examples": ".data",
     "split_by_article": ".data",
+    "StreamedParallelSource": ".streaming",
+    "StreamedHybridBatchSampler": ".streamed_sampler",
+    "TrainingSources": ".mixture",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ..cli_args import add_language_option
 from ..errors import UserError
-from .config import DISTILL_TARGETS, LOSSES, HybridTrainingConfig
+from .config import DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
 from .recipes import RECIPES, apply_recipe
-from .data import IRDS_PREFIX, LAREQA_PREFIX, parse_irds_source
+from .data import IRDS_PREFIX, LAREQA_PREFIX
 
 __all__ = ["add_arguments", "check_request", "config_from_args", "run"]
 
@@ -34,15 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--base-model", default=None, metavar="MODEL",
                       help="model to fine-tune: 'default' (embedded multilingual-e5-small), a sentence-transformers "
                            "folder or a hub id (default: default)")
-    data.add_argument("--train", default=d.train, metavar="SOURCE",
+    data.add_argument("--train", action="append", default=None, metavar="SOURCE",
                       help="training data: lareqa/mlqa-r, lareqa/xquad-r, a .jsonl file of parallel examples or "
-                           f"irds:LANG=DATASET_ID,... (default: {d.train})")
+                           "irds:LANG=DATASET_ID,... (streamed); give it several times to mix sources (--mixture) "
+                           f"(default: {d.train})")
     add_language_option(data, "--train-langs", default=None,
                         help="languages to keep, 'de en' or 'de,en' (both query and passage in it; default: all)")
     data.add_argument("--candidate-text", choices=("sentence", "sentence+context"), default=d.candidate_text,
                       help=f"passage text: the sentence, or sentence + ' ' + paragraph (default: {d.candidate_text})")
     data.add_argument("--hard-negatives", action="store_true",
                       help="add one hard negative per pair (LAReQA: another sentence of the same paragraph)")
+    data.add_argument("--max-queries", type=int, default=None, metavar="N",
+                      help="keep the first N judged queries of each irds: source (default: all)")
+    data.add_argument("--mixture", choices=MIXTURES, default=d.mixture,
+                      help="with several --train sources, each batch comes from one: proportional (at random, in "
+                           "proportion to their sizes) or round-robin (in turn) (default: %(default)s)")
     data.add_argument("--query-prompt", default=None, help="query prefix (default: the model's, else 'query: ')")
     data.add_argument("--passage-prompt", default=None,
                       help="passage prefix (default: the model's, else 'passage: ')")
@@ -132,7 +138,10 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
     base_model = args.base_model if args.base_model not in (None, "default") else None
     config = HybridTrainingConfig(
         base_model=base_model,
-        train=args.train,
+        train=args.train[0] if args.train else _DEFAULTS.train,
+        extra_train=tuple(args.train[1:]) if args.train else (),
+        max_queries=args.max_queries,
+        mixture=args.mixture,
         train_langs=tuple(args.train_langs) if args.train_langs else None,
         alpha=args.alpha,
         batch_size=args.batch_size,
@@ -183,18 +192,22 @@ def check_request(args: argparse.Namespace) -> HybridTrainingConfig:
     embedded default built)."""
     from ..datasets import ReleaseFiles
 
-    source = str(args.train)
-    if source.startswith(LAREQA_PREFIX):
-        ReleaseFiles().verify(source[len(LAREQA_PREFIX):], args.train_langs)
-    elif source.startswith(IRDS_PREFIX):
-        try:
-            parse_irds_source(source)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-    elif not Path(source).is_file():
-        raise UserError(f"training source {source!r} is neither lareqa/mlqa-r, lareqa/xquad-r, an existing .jsonl "
-                        "file nor irds:LANG=DATASET_ID,...")
+    sources = [str(s) for s in (args.train or [_DEFAULTS.train])]
+    mixed = len(sources) > 1
+    for source in sources:
+        in_mixture = " in the mixture" if mixed else ""
+        if source.startswith(LAREQA_PREFIX):
+            ReleaseFiles().verify(source[len(LAREQA_PREFIX):], args.train_langs)
+        elif source.startswith(IRDS_PREFIX):
+            from .streaming import check_irds_source
+
+            check_irds_source(source, args.train_langs, args.hard_negatives)
+        elif not Path(source).is_file():
+            raise UserError(f"training source {source!r}{in_mixture} is neither lareqa/mlqa-r, lareqa/xquad-r, an "
+                            "existing .jsonl file nor irds:LANG=DATASET_ID,...")
     config = config_from_args(args)
+    if config.max_queries is not None and not any(s.startswith(IRDS_PREFIX) for s in sources):
+        raise UserError("--max-queries caps irds: training sources, and no --train source is one")
     if config.base_model is not None:
         from ..models import resolve_model
 

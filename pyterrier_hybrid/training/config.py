@@ -9,10 +9,11 @@ from typing import Any
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
 
-__all__ = ["CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "HybridTrainingConfig", "TrainingConfigError"]
+__all__ = ["CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "MIXTURES", "HybridTrainingConfig", "TrainingConfigError"]
 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
+MIXTURES: tuple[str, ...] = ("proportional", "round-robin")
 #: Targets of the parallel distillation (see :mod:`pyterrier_hybrid.training.distillation`).
 DISTILL_TARGETS: tuple[str, ...] = ("english", "mean")
 
@@ -35,7 +36,8 @@ class HybridTrainingConfig:
         base_model: model to start from, resolved by ``pyterrier_hybrid.models.resolve_model`` (None or "default":
             the embedded multilingual-e5-small; else a sentence-transformers folder or hub id).
         train: training source: "lareqa/mlqa-r", "lareqa/xquad-r", a .jsonl file or "irds:LANG=ID,..."
-            (see :mod:`pyterrier_hybrid.training.data`).
+            (see :mod:`pyterrier_hybrid.training.data`; irds: sources are streamed,
+            :mod:`pyterrier_hybrid.training.streaming`).
         train_langs: keep only examples whose query and passage languages are both in this list (None: all).
         alpha: probability that a batch is monolingual (else cross-lingual).
         batch_size: pairs per batch on each device (the in-batch negatives of each pair are the others).
@@ -85,6 +87,11 @@ class HybridTrainingConfig:
         save_total_limit: keep at most this many checkpoints (None: all).
         logging_steps: record the training loss every this many steps.
         gather_across_devices: with several devices, use the other devices' passages as negatives too.
+        max_queries: keep the first this many judged queries of each ``irds:`` source (None: all).
+        extra_train: more training sources, mixed with ``train`` (:mod:`pyterrier_hybrid.training.mixture`):
+            each batch comes from one source, the hybrid alpha applied within it.
+        mixture: how a mixture picks the source of each batch: "proportional" (at random, in proportion to the
+            sources' batches per epoch) or "round-robin" (in turn, until the smallest is exhausted).
         distill_base_weight: weight of the base distillation term: the cosine distance between the student's
             embedding of every text of a batch and the frozen starting model's embedding of it
             (:mod:`pyterrier_hybrid.training.distillation`); 0: none.
@@ -133,6 +140,9 @@ class HybridTrainingConfig:
     save_total_limit: int | None = 2
     logging_steps: int = 10
     gather_across_devices: bool = False
+    max_queries: int | None = None
+    extra_train: tuple[str, ...] = ()
+    mixture: str = "proportional"
     distill_base_weight: float = 0.0
     distill_parallel_weight: float = 0.0
     distill_target: str = "mean"
@@ -146,6 +156,7 @@ class HybridTrainingConfig:
     def __post_init__(self):
         if self.train_langs is not None:
             object.__setattr__(self, "train_langs", tuple(self.train_langs))
+        object.__setattr__(self, "extra_train", tuple(str(s) for s in self.extra_train))
         object.__setattr__(self, "output_dir", str(self.output_dir))
         problems = []
         if not 0.0 <= self.alpha <= 1.0:
@@ -196,6 +207,10 @@ class HybridTrainingConfig:
                 )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
+        if self.max_queries is not None and self.max_queries < 1:
+            problems.append(f"max_queries must be a positive integer or None, got {self.max_queries}")
+        if self.mixture not in MIXTURES:
+            problems.append(f"mixture must be one of {MIXTURES}, got {self.mixture!r}")
         if self.freeze_layers < 0:
             problems.append(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         problems += self._distillation_problems()
@@ -218,6 +233,7 @@ class HybridTrainingConfig:
         data = asdict(self)
         if data["train_langs"] is not None:
             data["train_langs"] = list(data["train_langs"])
+        data["extra_train"] = list(data["extra_train"])
         return data
 
     @classmethod

@@ -22,8 +22,10 @@ Sources (``load_training_data(source)``)
         ir_datasets collections whose languages share query and document ids (mMARCO-style translations): for each
         relevant (query_id, doc_id) of the first language's qrels (relevance > 0) and each ordered pair of languages,
         the query text in one language with the document text in the other. The parallel id is the query id and the
-        article too (every query is its own group). This yields languages^2 rows per judged pair: restrict with
-        ``langs`` (and ``max_queries`` from Python) for large collections. No hard negatives.
+        article too (every query is its own group). This yields languages^2 rows per judged pair, in memory: the
+        trainer therefore streams these sources instead (:mod:`pyterrier_hybrid.training.streaming`, with hard
+        negatives from docpairs and ``max_queries``); this in-memory view is for small collections and inspection.
+        No hard negatives.
 
 The candidate text of a passage follows ``candidate_text``: "sentence" or "sentence+context" (the sentence, a space,
 the context), by :func:`pyterrier_hybrid.datasets.candidates.candidate_text`, the rule retrieval uses too.

@@ -152,11 +152,13 @@ class DistillationDatasets:
         cls = CachedMultipleNegativesRankingLoss if cached else MultipleNegativesRankingLoss
         return cls(model, **kwargs)
 
-    def trainer_inputs(self, model, contrastive_loss, args, world_size: int) -> tuple[Any, Any, Any]:
-        """(train dataset, eval dataset, loss) for the sentence-transformers trainer: plain ones, or dictionaries
-        by dataset name with the round-robin sampler over whole steps when parallel distillation takes part."""
+    def trainer_inputs(self, model, train_dataset, eval_dataset, contrastive_loss, args,
+                       world_size: int) -> tuple[Any, Any, Any]:
+        """(train dataset, eval dataset, loss) for the sentence-transformers trainer: the contrastive ones given, or
+        dictionaries by dataset name with the round-robin sampler over whole steps when parallel distillation takes
+        part."""
         if not self.plan.multi_dataset:
-            return self.train_dataset, self.eval_dataset, contrastive_loss
+            return train_dataset, eval_dataset, contrastive_loss
         from datasets import DatasetDict
 
         from .batching import StepRoundRobinBatchSampler

@@ -356,7 +356,7 @@ class HybridBatchSamplerFactory:
     def __init__(self, alpha: float = 0.5, num_replicas: int | None = None):
         self.alpha = alpha
         self.num_replicas = num_replicas
-        self._registered: dict[int, tuple[object, ParallelRows, dict]] = {}
+        self._registered: dict[int, tuple[object, ParallelRows, type, dict]] = {}
         self._shuffled: dict[int, tuple[object, dict]] = {}
         self.samplers: dict[int, HybridBatchSampler] = {}
 
@@ -377,11 +377,13 @@ class HybridBatchSamplerFactory:
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
 
-    def register(self, dataset, rows: ParallelRows, **sampler_kwargs) -> None:
-        """Use ``rows`` for ``dataset``; ``sampler_kwargs`` (alpha, batches_per_epoch, num_replicas) override."""
+    def register(self, dataset, rows: ParallelRows, sampler_class: type | None = None, **sampler_kwargs) -> None:
+        """Use ``rows`` for ``dataset``; ``sampler_kwargs`` (alpha, batches_per_epoch, num_replicas) override.
+        ``sampler_class`` (default :class:`HybridBatchSampler`) is the sampler built for it: a streamed dataset
+        registers its :class:`~pyterrier_hybrid.training.streamed_sampler.StreamedHybridBatchSampler` and rows."""
         if len(dataset) != len(rows):
             raise ValueError(f"dataset has {len(dataset)} rows, ParallelRows has {len(rows)}")
-        self._registered[id(dataset)] = (dataset, rows, sampler_kwargs)
+        self._registered[id(dataset)] = (dataset, rows, sampler_class or HybridBatchSampler, sampler_kwargs)
 
     def __call__(
         self,
@@ -401,9 +403,9 @@ class HybridBatchSamplerFactory:
                 "HybridBatchSamplerFactory was asked for a batch sampler over a dataset it does not know: register "
                 "every dataset given to the trainer (train and eval) with its ParallelRows first"
             )
-        _, rows, overrides = self._registered[id(dataset)]
+        _, rows, sampler_class, overrides = self._registered[id(dataset)]
         kwargs = {"alpha": self.alpha, "num_replicas": self.num_replicas, **overrides}
-        sampler = HybridBatchSampler(
+        sampler = sampler_class(
             dataset,
             batch_size=batch_size,
             drop_last=drop_last,

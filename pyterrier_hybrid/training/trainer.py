@@ -39,6 +39,7 @@ from .config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from . import memory
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
 from .memory import EncoderShape, MemoryPlan, plan_batch_memory
+from .mixture import MixtureError, TrainingSources, text_sample, uses_training_sources
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -163,8 +164,9 @@ def plan_memory(
     estimate of a step's peak for ``config`` against ``config.max_memory_gb`` or the memory available."""
     import torch
 
-    columns = [c for c in ("anchor", "positive", "negative") if c in dataset.column_names]
-    lengths = memory.padded_lengths(model, [dataset[c] for c in columns], [column_prompts.get(c, "") for c in columns],
+    texts = text_sample(dataset, seed=config.seed)  # a streamed dataset's texts are read for a sample only
+    columns = [c for c in ("anchor", "positive", "negative") if c in texts]
+    lengths = memory.padded_lengths(model, [texts[c] for c in columns], [column_prompts.get(c, "") for c in columns],
                                     seed=config.seed)
     if torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info()
@@ -526,10 +528,19 @@ def prepare_training(
     from pyterrier_hybrid.models import load_sentence_transformer, resolve_model  # the default is built here
 
     # The data first: a source that cannot fill the batches asked for fails before a model is built or loaded.
-    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
-    train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
-    if config.contrastive:
-        check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
+    # Streamed (irds:) sources and mixtures of sources go through TrainingSources (training/mixture.py).
+    if uses_training_sources(config) and (config.distills or not config.contrastive):
+        raise TrainingConfigError(
+            "distillation trains on the parallel groups of a LAReQA or JSONL source; a streamed irds: source or a "
+            "mixture of sources has none: drop the --distill-* options or train on lareqa/... or a .jsonl file")
+    sources = TrainingSources.load(config) if uses_training_sources(config) else None
+    if sources is not None:
+        data, train_data, eval_data = sources.summaries()
+    else:
+        data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+        train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
+        if config.contrastive:
+            check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
     distillation = DistillationPlan.of(config, train_data, eval_data)  # no parallel groups: fails here
 
     base_model = resolve_model(config.base_model)
@@ -549,21 +560,24 @@ def prepare_training(
     prompts = training_prompts(model, config)
     query_prompt, passage_prompt = prompts
 
-    train_dataset, train_rows = build_training_dataset(train_data, config.candidate_text, prompts)
+    if sources is None:
+        train_dataset, train_rows = build_training_dataset(train_data, config.candidate_text, prompts)
     # The collator prepends these to the raw texts, once; the dataset texts carry no prompt (checked above).
+    text_columns = sources.columns if sources is not None else train_dataset.column_names
     column_prompts = {
         column: prompt
         for column, prompt in (("anchor", query_prompt), ("positive", passage_prompt), ("negative", passage_prompt))
-        if prompt and column in train_dataset.column_names
+        if prompt and column in text_columns
     }
 
     has_eval = len(eval_data) > 0
     eval_dataset = eval_rows = None
-    if has_eval and config.contrastive:
+    if has_eval and config.contrastive and sources is None:
         eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
     # The teacher is the model as loaded, so its embeddings are taken before any training-only change below.
-    distill_datasets = distillation.build(model, prompts, train_dataset, eval_dataset)
+    distill_datasets = distillation.build(model, prompts, train_dataset if sources is None else None, eval_dataset)
     train_dataset, eval_dataset = distill_datasets.train_dataset, distill_datasets.eval_dataset
+    evaluates = distill_datasets.has_eval if sources is None else has_eval
     restorers = []  # training-only changes of the model, undone before it is saved
     if config.fast_dropout and model.device.type == "cpu":
         restorers.append(install_fast_dropout(model))
@@ -587,8 +601,8 @@ def prepare_training(
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if distill_datasets.has_eval else "no",
-        eval_steps=config.eval_steps if distill_datasets.has_eval else None,
+        eval_strategy="steps" if evaluates else "no",
+        eval_steps=config.eval_steps if evaluates else None,
         load_best_model_at_end=early_stopping,
         metric_for_best_model=distill_datasets.eval_metric if early_stopping else None,
         greater_is_better=False if early_stopping else None,
@@ -598,9 +612,20 @@ def prepare_training(
     )
     world_size = max(1, args.world_size)
     factory = HybridBatchSamplerFactory(alpha=config.alpha, num_replicas=world_size)
-    factory.register(train_dataset, train_rows)
-    distill_datasets.register(factory, world_size, config.max_eval_batches, args)
-    if eval_dataset is not None:
+    if sources is not None:
+        if sources.mixed and world_size > 1:
+            # sentence-transformers' mixture samplers hand consecutive batches to different ranks, which would
+            # split one source's global batch across sources.
+            raise MixtureError("a mixture of training sources trains on one device only (several were given)")
+        train_dataset, eval_dataset, eval_batch_size = sources.build(factory, prompts, world_size)
+        if eval_dataset is not None:
+            args.per_device_eval_batch_size = eval_batch_size
+        if sources.mixed:
+            args.multi_dataset_batch_sampler = sources.multi_dataset_batch_sampler()
+    else:
+        factory.register(train_dataset, train_rows)
+        distill_datasets.register(factory, world_size, config.max_eval_batches, args)
+    if eval_dataset is not None and sources is None:
         eval_batch_size = _eval_batch_size(eval_dataset, eval_rows, config, world_size)
         args.per_device_eval_batch_size = eval_batch_size
         # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0).
@@ -624,7 +649,8 @@ def prepare_training(
 
     loss = distill_datasets.contrastive_loss(
         model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
-    trainer_train, trainer_eval, trainer_loss = distill_datasets.trainer_inputs(model, loss, args, world_size)
+    trainer_train, trainer_eval, trainer_loss = distill_datasets.trainer_inputs(
+        model, train_dataset, eval_dataset, loss, args, world_size)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=trainer_train, eval_dataset=trainer_eval, loss=trainer_loss
     )
