@@ -1,4 +1,4 @@
-"""Language-bias removal at retrieval time (issue 14): training-free debiasing alone and on top of trained models.
+"""Language-bias removal at retrieval time: training-free debiasing alone and on top of trained models.
 
 Steps (each resumable: a result already saved is reused, so the script can be re-run as trained models appear):
 
@@ -399,7 +399,7 @@ def report(args) -> None:
     table = frame.drop(columns=["folder"])
     table["k chosen on"] = table["k chosen on"].fillna("")
     table.to_csv(OUT / "debias.csv", index=False)
-    lines = ["# Language-bias removal at retrieval time (issue 14)", "",
+    lines = ["# Language-bias removal at retrieval time", "",
              "Sentence candidates, all languages of the evaluation collection, every candidate in every pool, exact "
              "full-pool AP; `questions`: which questions were scored (a systematic sample of parallel ids keeps all "
              "languages of a question). Methods fitted per candidate pool unless `+coll` (fitted once on the "
