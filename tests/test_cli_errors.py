@@ -217,7 +217,8 @@ def test_train_missing_data_file(cache, incomplete_release, tmp_path):
         (["--alpha", "half"], ("--alpha", "'half'")),
         (["--loss", "triplet"], ("--loss", "'triplet'")),
         # one language: no cross-lingual pair exists, so alpha < 1 cannot be met (was a held-out split complaint)
-        (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"], ("cross-lingual", "names only de", "alpha")),
+        (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"],
+         ("cross-lingual", "names only de", "alpha")),
     ],
 )
 def test_train_bad_flag_value(cache, tmp_path, capsys, monkeypatch, args, named):
