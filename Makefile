@@ -19,7 +19,7 @@ export PYTERRIER_HYBRID_CACHE ?= $(abspath .cache/pyterrier_hybrid)
 
 DEMO_OUT ?= demo-output
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Lint first (ruff: pyflakes, import order, line length; configured in pyproject.toml), then the tests;
 # -rs: a test skipped for want of the LAReQA files says why, on one line (see README, Two commands).
 test: install
+	$(PY) -m ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
+
+lint: install
+	$(PY) -m ruff check .
 
 # The main job, small: hybrid and monolingual training on MLQA-R, zero-shot evaluation on XQuAD-R with BM25 and the
 # untrained embedded default beside them (about 10 minutes on 2 CPU cores), through the packaged command

@@ -1,4 +1,4 @@
-"""Language-bias removal at retrieval time (issue 14): training-free debiasing alone and on top of trained models.
+"""Language-bias removal at retrieval time: training-free debiasing alone and on top of trained models.
 
 Steps (each resumable: a result already saved is reused, so the script can be re-run as trained models appear):
 
@@ -32,11 +32,11 @@ import sys
 import time
 from pathlib import Path
 
-from pyterrier_hybrid.evaluation.subsets import TopicSubset
-from pyterrier_hybrid.provenance import git_commit
-
 import numpy as np
 import pandas as pd
+
+from pyterrier_hybrid.evaluation.subsets import TopicSubset
+from pyterrier_hybrid.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "debias"
@@ -98,8 +98,8 @@ def langid(args) -> None:
         + frame.to_markdown(index=False, floatfmt=".4f") + "\n\nChoice: py3langid restricted to the fitted "
         "languages (the default of `LanguageIdentifier`): the most accurate on both collections and in every "
         "language, 4.5 MB in its wheel against lingua's 96 MB, and faster. Unrestricted, py3langid misplaces 10-13% "
-        "of the Chinese questions and lingua 8% of the Hindi ones, which is why the debiasing restricts its detector to the "
-        "languages it was fitted on.\n", encoding="utf-8")
+        "of the Chinese questions and lingua 8% of the Hindi ones, which is why the debiasing restricts its detector "
+        "to the languages it was fitted on.\n", encoding="utf-8")
     _write_run_json(OUT / "langid_run.json", "langid", started)
 
 
@@ -136,7 +136,8 @@ def _evaluate(factory, collection: str, out: Path, system: str, method: str, ext
         (out / "run.json").write_text(json.dumps({"system": system, "method": method or "none", **extra,
                                                   "wall_time_s": wall, "git_commit": _commit()}, indent=2) + "\n")
     summary = result.summary_dict()
-    return {"collection": getattr(collection, "name", collection), "system": system, "method": method or "none", **extra,
+    return {"collection": getattr(collection, "name", collection), "system": system, "method": method or "none",
+            **extra,
             "mono mAP": summary["monolingual"]["mAP"], "cross mAP": summary["cross-lingual"]["mAP"],
             "multi mAP": summary["multilingual"]["mAP"], "R@1": summary["multilingual"].get("R@1"),
             "R@10": summary["multilingual"].get("R@10"), "rank distance": summary["multilingual"]["RankDistance"],
@@ -261,9 +262,10 @@ def choose_k(args) -> None:
     frame.to_csv(folder / "k_choice.csv", index=False)
     (folder / "k_choice.md").write_text(
         f"# k of lir / global chosen on {args.collection} with the untrained base model\n\nSample: every "
-        f"{args.sample_step}th parallel id ({len(sample.topics())} questions; the {len(sample.candidates())} sentences of "
-        f"the paragraphs holding their answers). Criterion: the best multilingual mAP. Chosen: {chosen}.\n\n" + frame.drop(columns=["role"]).to_markdown(
-            index=False, floatfmt=".4f") + "\n", encoding="utf-8")
+        f"{args.sample_step}th parallel id ({len(sample.topics())} questions; the {len(sample.candidates())} "
+        f"sentences of the paragraphs holding their answers). Criterion: the best multilingual mAP. Chosen: "
+        f"{chosen}.\n\n" + frame.drop(columns=["role"]).to_markdown(index=False, floatfmt=".4f") + "\n",
+        encoding="utf-8")
     (folder / "chosen_k.json").write_text(json.dumps(chosen, indent=2) + "\n")
     _write_run_json(folder / "run.json", "choose-k", started, model=args.model, ks=list(args.k), chosen=chosen,
                     step=args.sample_step, questions=len(sample.topics()), candidates=len(sample.candidates()))
@@ -399,7 +401,7 @@ def report(args) -> None:
     table = frame.drop(columns=["folder"])
     table["k chosen on"] = table["k chosen on"].fillna("")
     table.to_csv(OUT / "debias.csv", index=False)
-    lines = ["# Language-bias removal at retrieval time (issue 14)", "",
+    lines = ["# Language-bias removal at retrieval time", "",
              "Sentence candidates, all languages of the evaluation collection, every candidate in every pool, exact "
              "full-pool AP; `questions`: which questions were scored (a systematic sample of parallel ids keeps all "
              "languages of a question). Methods fitted per candidate pool unless `+coll` (fitted once on the "
@@ -472,8 +474,9 @@ def plot(table: pd.DataFrame, plt) -> None:
             if "mAP" in measure:
                 low = min(values)
                 axis.set_xlim(max(0, low - 0.05), max(values) + 0.03 if measure != "multi mAP" else 0.7)
-    fig.suptitle("Training-free debiasing of the untrained base and of trained systems (orange: mean, green: LIR, red: label-free global; "
-                 "hatched: transductive) and the committed trained systems (grey); dashed: the issue's aim",
+    fig.suptitle("Training-free debiasing of the untrained base and of trained systems (orange: mean, green: LIR, "
+                 "red: label-free global; hatched: transductive) and the committed trained systems (grey); dashed: "
+                 "the aim",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(OUT / "debias.png", dpi=120)

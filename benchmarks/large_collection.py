@@ -36,11 +36,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-from pyterrier_hybrid.provenance import git_commit
 from typing import Iterator
 
 import numpy as np
+
+from pyterrier_hybrid.provenance import git_commit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]

@@ -149,7 +149,8 @@ def fit(points: list[dict] | None = None) -> dict:
         fitted[precision] = {"measured": True, "per_hidden": round(c.per_hidden * scale, 1),
                              "per_attention": round(c.per_attention * scale, 2), "scale_up": round(scale, 3),
                              "points": len(subset)}
-    usable = {k: ActivationCoefficients(v["per_hidden"], v["per_attention"]) for k, v in fitted.items() if v["measured"]}
+    usable = {k: ActivationCoefficients(v["per_hidden"], v["per_attention"])
+              for k, v in fitted.items() if v["measured"]}
     for p in points:
         key = p["precision"] if p["precision"] in usable else "fp32"
         p["fitted_activation_bytes"] = activation_bytes(encoder, int(p["sequences"]), int(p["length"]), key, usable)

@@ -15,9 +15,9 @@ noise. To size that noise the run adds "before, other dropout draw": the before 
 re-seeded when training starts (same batches, same model, another dropout draw). Steps/s is timed from the end of
 step ``--warmup`` to the last step (``training_overhead.step_clock``). GFLOP/s counts the encoder's matrix products
 of the real (unpadded) tokens: 6 x (weights of the transformer layers) x tokens for forward and backward, plus
-attention (12 x length^2 x hidden per sequence and layer); the padded block's FLOPs are listed beside them. The bf16 rate is the median of timed 8192x384 @ 384x1536 bf16
-products, measured before every segment. ``--recipe-steps``: the paper CPU recipe (batch 100 triplets), "after"
-only, for its time budget (pyterrier_hybrid.training.recipes).
+attention (12 x length^2 x hidden per sequence and layer); the padded block's FLOPs are listed beside them. The bf16
+rate is the median of timed 8192x384 @ 384x1536 bf16 products, measured before every segment. ``--recipe-steps``:
+the paper CPU recipe (batch 100 triplets), "after" only, for its time budget (pyterrier_hybrid.training.recipes).
 
 Writes benchmarks/results/training_speed/: speed.md, speed.csv, loss_curve.csv, loss_curve.png, run.json.
 """

@@ -14,14 +14,16 @@ import sys
 from .errors import UserError
 
 SUBCOMMANDS = {
-    "datasets": ("pyterrier_hybrid.datasets.cli", "list the LAReQA ids with their numbers of queries, candidates, qrels"),
+    "datasets": ("pyterrier_hybrid.datasets.cli",
+                 "list the LAReQA ids with their numbers of queries, candidates, qrels"),
     "evaluate": ("pyterrier_hybrid.evaluation.cli", "score retrievers in every LAReQA setting (the main job)"),
     "train": ("pyterrier_hybrid.training.cli", "fine-tune a bi-encoder with hybrid (mono/cross-lingual) batches"),
     "compare": ("pyterrier_hybrid.experiments.compare_cli",
                 "the paper's comparison: train alphas, evaluate zero-shot across collections, significance, sweep"),
     "robustness": ("pyterrier_hybrid.experiments.robustness_cli",
                    "every system on clean vs perturbed queries, or (--domain-shift) in- vs cross-collection training"),
-    "index": ("pyterrier_hybrid.retrieval.sharded", "encode a collection into a FlexIndex on disk (sharded under torchrun)"),
+    "index": ("pyterrier_hybrid.retrieval.sharded",
+              "encode a collection into a FlexIndex on disk (sharded under torchrun)"),
 }
 
 

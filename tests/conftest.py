@@ -123,9 +123,8 @@ def build_tiny_sentence_transformer(path: Path, seed: int = 0, texts: list[str] 
     saved as a sentence-transformers folder with the E5 prompts, mean pooling and normalisation."""
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
     from tokenizers import models as tok_models
-    from tokenizers import trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     path = Path(path)

@@ -198,7 +198,8 @@ def test_long_texts_are_truncated_with_one_warning(encoder, sentence_transformer
 
 def test_a_5000_character_query_warns_on_every_query_path(encoder, de_subset):
     candidates, topics, _ = de_subset
-    long_query = ("Wer gewann den Super Bowl 50 und wie viele Punkte gab die Verteidigung der Panthers ab? " * 60)[:5000]
+    long_query = ("Wer gewann den Super Bowl 50 und wie viele Punkte gab die Verteidigung der Panthers ab? "
+                  * 60)[:5000]
     assert len(long_query) == 5000
     topic = pd.DataFrame({"qid": ["long"], "query": [long_query]})
     first_stage = topic.merge(candidates.head(3), how="cross").assign(score=0.0, rank=0)

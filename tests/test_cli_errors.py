@@ -278,7 +278,8 @@ def test_train_mixture_naming_an_unknown_source(cache, tmp_path):
         (["--alpha", "half"], ("--alpha", "'half'")),
         (["--loss", "triplet"], ("--loss", "'triplet'")),
         # one language: no cross-lingual pair exists, so alpha < 1 cannot be met (was a held-out split complaint)
-        (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"], ("cross-lingual", "names only de", "alpha")),
+        (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"],
+         ("cross-lingual", "names only de", "alpha")),
     ],
 )
 @pytest.mark.lareqa

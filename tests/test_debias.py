@@ -3,8 +3,8 @@ errors, language identification, and the same ranking through pt.Experiment and 
 XQuAD-R slice (de + en, one article) with the embedded default model."""
 from __future__ import annotations
 
-import numpy as np
 import ir_measures
+import numpy as np
 import pandas as pd
 import pyterrier as pt
 import pyterrier_dr

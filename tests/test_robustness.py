@@ -7,8 +7,8 @@ written below.
 from __future__ import annotations
 
 import re
-from collections import Counter
 import unicodedata
+from collections import Counter
 
 import pandas as pd
 import pyterrier as pt

@@ -227,7 +227,8 @@ def test_error_when_rows_do_not_match_the_dataset(examples, rows):
 def test_factory_serves_registered_datasets_only(examples, rows):
     from datasets import Dataset
 
-    dataset = Dataset.from_dict({"anchor": [e.query for e in examples], "positive": [e.passage_sentence for e in examples]})
+    dataset = Dataset.from_dict({"anchor": [e.query for e in examples],
+                                 "positive": [e.passage_sentence for e in examples]})
     factory = HybridBatchSamplerFactory(alpha=0.25)
     factory.register(dataset, rows)
     # the call sentence-transformers makes

@@ -132,7 +132,8 @@ def test_jsonl_optional_fields_default(tmp_path):
     [
         ('{"parallel_id": "p", "query_lang": "en"', "line 2: not valid JSON"),
         ('["a list"]', "line 2: expected a JSON object"),
-        ('{"parallel_id": "p", "query_lang": "en", "query": "q"}', "line 2: missing field(s) passage_lang, passage_sentence"),
+        ('{"parallel_id": "p", "query_lang": "en", "query": "q"}',
+         "line 2: missing field(s) passage_lang, passage_sentence"),
         ('{"parallel_id": "p", "query_lang": "en", "query": " ", "passage_lang": "de", "passage_sentence": "s"}',
          "line 2: field 'query' is empty"),
         ('{"parallel_id": 3, "query_lang": "en", "query": "q", "passage_lang": "de", "passage_sentence": "s"}',
@@ -200,7 +201,8 @@ def fake_mmarco():
                # d3 has no German translation: its pairs with German passages are skipped
                {"d1": "eine katze ist ein tier", "d2": "paris ist die hauptstadt", "d9": "rauschen"}),
     }
-    qrels = [GenericQrel("q1", "d1", 1), GenericQrel("q1", "d9", 0), GenericQrel("q2", "d2", 1), GenericQrel("q3", "d3", 1)]
+    qrels = [GenericQrel("q1", "d1", 1), GenericQrel("q1", "d9", 0), GenericQrel("q2", "d2", 1),
+             GenericQrel("q3", "d3", 1)]
     prefix = f"pyterrier-hybrid-test-{uuid.uuid4().hex[:8]}"
     ids = {}
     for lang, (queries, docs) in texts.items():
@@ -228,7 +230,8 @@ def test_ir_datasets_source_joins_languages_by_ids(fake_mmarco):
         assert e.passage_sentence == docs[{"q1": "d1", "q2": "d2", "q3": "d3"}[e.parallel_id]]
         assert e.article == e.parallel_id
     cross_only = ir_datasets_parallel_examples(ids, pairs=[("de", "en")], max_queries=2)
-    assert [(e.parallel_id, e.query_lang, e.passage_lang) for e in cross_only] == [("q1", "de", "en"), ("q2", "de", "en")]
+    assert [(e.parallel_id, e.query_lang, e.passage_lang) for e in cross_only] == [("q1", "de", "en"),
+                                                                                   ("q2", "de", "en")]
     from_spec = load_training_data(f"irds:en={ids['en']},de={ids['de']}", langs=["en", "de"])
     assert list(from_spec.examples) == examples
 
@@ -505,7 +508,8 @@ prepared.trainer.data_collator = Recording()
 prepared.run()
 weights = torch.cat([p.detach().flatten() for p in prepared.trainer.model.parameters()]).double()
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-    json.dump({"world_size": prepared.world_size, "batches": seen, "weights": [weights.sum().item(), weights.abs().sum().item()]}, f)
+    json.dump({"world_size": prepared.world_size, "batches": seen,
+               "weights": [weights.sum().item(), weights.abs().sum().item()]}, f)
 '''
 
 

@@ -18,8 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import ir_datasets
-from ir_datasets.formats import BaseDocPairs, BaseDocs, BaseQrels, BaseQueries, GenericDoc, GenericDocPair
-from ir_datasets.formats import GenericQrel, GenericQuery
+from ir_datasets.formats import (
+    BaseDocPairs,
+    BaseDocs,
+    BaseQrels,
+    BaseQueries,
+    GenericDoc,
+    GenericDocPair,
+    GenericQrel,
+    GenericQuery,
+)
 from ir_datasets.indices import Docstore
 
 __all__ = ["LANGUAGES", "NAMESPACE", "synthetic_id", "register"]

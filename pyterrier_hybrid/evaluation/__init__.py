@@ -7,7 +7,8 @@
 
 ``factory(candidates) -> pt.Transformer`` builds a retriever ranking ALL the given candidates; a retriever that
 also offers ``docnos`` and ``score_matrix(topics)`` (:class:`ScoreMatrixRetriever`) is scored without building
-results frames. Names load lazily (the command line builds its parser without matplotlib or torch). See :mod:`pyterrier_hybrid.evaluation.runner` and :mod:`pyterrier_hybrid.evaluation.measures`.
+results frames. Names load lazily (the command line builds its parser without matplotlib or torch). See
+:mod:`pyterrier_hybrid.evaluation.runner` and :mod:`pyterrier_hybrid.evaluation.measures`.
 """
 from .._lazy import lazy_exports
 

@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
             "langs": list(langs) if langs else None,
             "candidate_text": args.candidate_text, "precision": args.precision, "wall_time_s": round(wall, 1),
         }, indent=2) + "\n")
-        print(f"\n{spec.name}: {wall:.0f} s; results in {out / spec.name} ({', '.join(p.name for p in paths.values())})")
+        files = ", ".join(p.name for p in paths.values())
+        print(f"\n{spec.name}: {wall:.0f} s; results in {out / spec.name} ({files})")
         results.append(result)
     table = results_markdown(results)
     print("\n" + table)

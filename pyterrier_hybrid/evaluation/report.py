@@ -12,6 +12,7 @@ Frames (all tidy, one value per row where they hold measures):
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,13 +149,16 @@ class EvaluationResult:
                                     "(written by EvaluationResult.save)")
         meta = json.loads(needed[0].read_text(encoding="utf-8"))
         per_query_path = folder / "per_query.csv.gz"
+        # round_trip: the values written, to the last bit (pandas' default parser before 3.1 can differ in the last
+        # digit, and a result read back must give the same tables as the one evaluated)
+        read = functools.partial(pd.read_csv, float_precision="round_trip")
         return cls(
             collection=meta["collection"],
             system=meta["system"],
             langs=tuple(meta["langs"]),
-            per_setting=pd.read_csv(needed[2]),
-            summary=pd.read_csv(needed[1]),
-            per_query=pd.read_csv(per_query_path) if per_query_path.is_file() else None,
+            per_setting=read(needed[2]),
+            summary=read(needed[1]),
+            per_query=read(per_query_path) if per_query_path.is_file() else None,
             notes=tuple(meta.get("notes", ())),
         )
 

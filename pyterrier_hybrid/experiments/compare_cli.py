@@ -24,7 +24,8 @@ _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RESULTS = (_SOURCE_ROOT / "benchmarks" / "results" / "paper_comparison"
                    if (_SOURCE_ROOT / "pyproject.toml").is_file() and (_SOURCE_ROOT / "benchmarks").is_dir()
                    else Path("results") / "paper_comparison")
-PRESET_NAMES = ("cpu", "demo", "gpu", "paper-cpu")  # kept in step with presets.PRESETS by a test; no import of the presets here
+# kept in step with presets.PRESETS by a test; no import of the presets here
+PRESET_NAMES = ("cpu", "demo", "gpu", "paper-cpu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -42,8 +42,15 @@ from ..models import resolve_model
 from ..provenance import command_line, git_commit, machine, utc_now, versions, write_json
 from ..retrieval.systems import SystemOptions, SystemSpec, build_factory
 from ..training.trainer import LOSS_CURVE_CSV
-from .aggregate import (markdown_with_spread, mean_result, seed_rows, seed_spread_markdown, seed_spread_table,
-                        seen_unseen_table, table1)
+from .aggregate import (
+    markdown_with_spread,
+    mean_result,
+    seed_rows,
+    seed_spread_markdown,
+    seed_spread_table,
+    seen_unseen_table,
+    table1,
+)
 from .presets import BASELINE_ALPHA, ComparisonPreset, Direction, PresetError
 from .significance import TestSet, build_test_sets, significance_markdown, significance_tests, top_runs
 from .sweep import plot_alpha_sweep, sweep_frame

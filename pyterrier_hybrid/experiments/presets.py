@@ -2,8 +2,9 @@
 seeds, the alpha sweep, evaluation languages and budgets, gathered in a :class:`ComparisonPreset`.
 
 The named presets (:data:`PRESETS`): ``cpu`` (about an hour on 2 CPU cores), ``gpu`` (the paper's recipe, several
-seeds), ``paper-cpu`` (the paper's recipe sized for 2 CPU cores, three seeds) and ``demo`` (``make demo``: a short end-to-end version). :func:`override_preset` changes single fields
-the way the ``pyterrier-hybrid compare`` options do, checking every value.
+seeds), ``paper-cpu`` (the paper's recipe sized for 2 CPU cores, three seeds) and ``demo`` (``make demo``: a short
+end-to-end version). :func:`override_preset` changes single fields the way the ``pyterrier-hybrid compare`` options
+do, checking every value.
 """
 from __future__ import annotations
 

@@ -388,7 +388,8 @@ def _languages(frame: pd.DataFrame, columns: Sequence[str], text_column: str, de
             return frame[column].to_numpy(dtype=object)
     if detector is None:
         raise DebiasError(f"the rows have no language column ({' or '.join(columns)}) and no language detector was "
-                          f"given: add a 'lang' column, pass detector='py3langid', or use the label-free 'global' method")
+                          "given: add a 'lang' column, pass detector='py3langid', or use the label-free 'global' "
+                          "method")
     if text_column not in frame.columns:
         raise DebiasError(f"cannot identify languages: no {text_column!r} column")
     return np.asarray(detector(frame[text_column].astype(str).tolist()), dtype=object)

@@ -99,7 +99,8 @@ def _lingua(languages: tuple[str, ...] | None):
 
 def _py3langid(languages: tuple[str, ...] | None):
     try:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier as Py3LangId
+        from py3langid.langid import MODEL_FILE
+        from py3langid.langid import LanguageIdentifier as Py3LangId
     except ImportError as error:  # pragma: no cover - the dependency is declared
         raise LanguageIdentificationError("language identification with 'py3langid' needs the package py3langid") \
             from error

@@ -45,8 +45,8 @@ from ..evaluation.cache import RetrieverCache
 from ..evaluation.measures import AP, MAP, RANK_DISTANCE
 from ..evaluation.report import EvaluationResult, summary_frame
 from ..evaluation.runner import SCORE_MATRIX_METHOD, has_score_matrix
-from .base import replace_queries
 from ..evaluation.subsets import TopicSubset
+from .base import replace_queries
 from .text import SegmentedText
 
 __all__ = [

@@ -19,8 +19,8 @@ from pathlib import Path
 from ..cli_args import add_language_option
 from ..errors import UserError
 from .config import DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
-from .recipes import RECIPES, apply_recipe
 from .data import IRDS_PREFIX, LAREQA_PREFIX
+from .recipes import RECIPES, apply_recipe
 
 __all__ = ["add_arguments", "check_request", "config_from_args", "run"]
 
@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--passage-prompt", default=None,
                       help="passage prefix (default: the model's, else 'passage: ')")
     data.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
-                      help=f"fraction of articles held out for the validation loss, 0 for none (default: {d.eval_fraction})")
+                      help="fraction of articles held out for the validation loss, 0 for none "
+                           f"(default: {d.eval_fraction})")
 
     recipe = parser.add_argument_group("training recipe")
     recipe.add_argument("--recipe", choices=sorted(RECIPES), default=None,

@@ -197,7 +197,8 @@ class HybridTrainingConfig:
             problems.append(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
-                problems.append(f"early_stopping_patience must be a positive integer, got {self.early_stopping_patience}")
+                problems.append("early_stopping_patience must be a positive integer, got "
+                                f"{self.early_stopping_patience}")
             if self.eval_fraction == 0.0:
                 problems.append("early stopping needs a validation split: set eval_fraction > 0")
             if self.save_steps % self.eval_steps != 0:

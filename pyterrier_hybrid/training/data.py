@@ -113,7 +113,8 @@ class TrainingData:
         if unknown:
             raise ValueError(f"language(s) {', '.join(unknown)} not in the training data ({', '.join(self.languages)})")
         wanted = set(langs)
-        return self.select(i for i, e in enumerate(self.examples) if e.query_lang in wanted and e.passage_lang in wanted)
+        return self.select(i for i, e in enumerate(self.examples)
+                           if e.query_lang in wanted and e.passage_lang in wanted)
 
 
 # --- LAReQA ---------------------------------------------------------------------------------------------------------
@@ -141,7 +142,8 @@ def lareqa_training_data(
     rng = np.random.default_rng(seed)
     kept, negatives = [], []
     for example in examples:
-        others = [s for s in siblings.get((example.passage_lang, example.passage_context), []) if s != example.passage_sentence]
+        same_paragraph = siblings.get((example.passage_lang, example.passage_context), [])
+        others = [s for s in same_paragraph if s != example.passage_sentence]
         if not others:
             continue
         kept.append(example)

@@ -202,7 +202,8 @@ def plan_batch_memory(
 
     budget_text = f"{budget_bytes / GIB:.1f} GiB{f' ({budget_source})' if budget_source else ''}"
     if loss == "mnrl" and estimate("mnrl") <= budget_bytes:
-        return plan("mnrl", None, f"batch {batch_size} fits: estimated {estimate('mnrl') / GIB:.1f} GiB of {budget_text}")
+        return plan("mnrl", None,
+                    f"batch {batch_size} fits: estimated {estimate('mnrl') / GIB:.1f} GiB of {budget_text}")
     if loss == "cached-mnrl":
         largest = min(batch_size, mini_batch_size)
     else:

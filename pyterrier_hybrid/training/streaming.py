@@ -20,7 +20,8 @@ Instead:
   probability alpha, one language drawn uniformly; else cross-lingual, query language != passage language per
   row; no two rows sharing a parallel id, i.e. a query, or a document). The batch of global step s of epoch e is a
   function of (seed, e, s) and an epoch's permutation of the queries, so every rank (each reads the ids itself)
-  computes the same global batch without communicating, and a resumed run sees the batches an uninterrupted one would have.
+  computes the same global batch without communicating, and a resumed run sees the batches an uninterrupted one
+  would have.
 
 A query or document missing from a language is handled so: queries missing from any language are dropped (logged;
 none in common is an error), a document missing from a docs_store when its batch is read is an error naming it.

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..provenance import versions
-from .config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from . import memory
+from .config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
 from .memory import EncoderShape, MemoryPlan, plan_batch_memory
 from .mixture import MixtureError, TrainingSources, text_sample, uses_training_sources
