@@ -29,14 +29,9 @@ from pyterrier_hybrid.provenance import git_facts, versions
 from pyterrier_hybrid.retrieval.systems import SystemOptions, SystemSpec, build_factory
 from pyterrier_hybrid.training import HybridTrainingConfig, train
 from pyterrier_hybrid.training.data import load_training_data, split_by_article
+from pyterrier_hybrid.training.recipes import DISTILL_CPU_BUDGET
 
-#: The common budget of every candidate: batches of 112 rows (a parallel distillation row is a question and its
-#: answer sentence in one language, so 112 rows are about 16 whole MLQA-R groups), bf16, frozen word embeddings.
-COMMON = HybridTrainingConfig(
-    train="lareqa/mlqa-r", batch_size=112, max_steps=60, learning_rate=2e-5, warmup=0.1, max_seq_length=128,
-    bf16=True, freeze_word_embeddings=True, candidate_text="sentence", loss="mnrl", eval_fraction=0.05,
-    eval_steps=1000, save_steps=1000, logging_steps=5, seed=42,
-)
+COMMON = DISTILL_CPU_BUDGET  # the budget every candidate shares
 
 #: Candidates: name -> changes to COMMON. Contrastive candidates alternate a contrastive and a distillation batch,
 #: so they get twice the steps (the same number of distillation batches).

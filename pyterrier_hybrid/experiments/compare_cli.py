@@ -25,14 +25,15 @@ DEFAULT_RESULTS = (_SOURCE_ROOT / "benchmarks" / "results" / "paper_comparison"
                    if (_SOURCE_ROOT / "pyproject.toml").is_file() and (_SOURCE_ROOT / "benchmarks").is_dir()
                    else Path("results") / "paper_comparison")
 # kept in step with presets.PRESETS by a test; no import of the presets here
-PRESET_NAMES = ("cpu", "demo", "gpu", "paper-cpu")
+PRESET_NAMES = ("cpu", "demo", "distill-cpu", "gpu", "paper-cpu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu", metavar="{" + ",".join(PRESET_NAMES) + "}",
                         help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
                              "demo (make demo, ~10 min), paper-cpu (the paper's recipe sized for 2 CPU cores, 3 seeds, "
-                             "~150 min per direction on quiet cores, measured); default cpu")
+                             "~150 min per direction on quiet cores, measured), distill-cpu (distillation from the "
+                             "frozen base, both directions, 3 seeds); default cpu")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: benchmarks/results/paper_comparison/<preset> in a source "
                              "checkout, else results/paper_comparison/<preset>)")

@@ -44,11 +44,13 @@ interrupted resumes from its last checkpoint (``train(config, resume=True)`` /
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .config import HybridTrainingConfig
 
-__all__ = ["PAPER_CPU_RECIPE", "PAPER_CPU_TIME_BUDGET", "RECIPES", "TimeBudget", "apply_recipe"]
+__all__ = ["DISTILL_CPU_BUDGET", "DISTILL_CPU_RECIPE", "PAPER_CPU_RECIPE", "PAPER_CPU_TIME_BUDGET", "RECIPES",
+           "TimeBudget", "apply_recipe"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,24 @@ PAPER_CPU_RECIPE = HybridTrainingConfig(
     output_dir="runs/paper-cpu",
 )
 
+#: The budget of the distillation recipe and of the candidates it was chosen from
+#: (``benchmarks/distillation_selection.py``): batches of 112 rows (a parallel distillation row is a question and its
+#: answer sentence in one language, so 112 rows are about 16 whole MLQA-R groups), 60 distillation batches, AdamW lr
+#: 2e-5, bf16 autocast, frozen word embeddings, answer sentences of at most 128 tokens.
+DISTILL_CPU_BUDGET = HybridTrainingConfig(
+    train="lareqa/mlqa-r", batch_size=112, max_steps=60, learning_rate=2e-5, warmup=0.1, max_seq_length=128,
+    bf16=True, freeze_word_embeddings=True, candidate_text="sentence", loss="mnrl", eval_fraction=0.05,
+    eval_steps=1000, save_steps=1000, logging_steps=5, seed=42, output_dir="runs/distill-cpu",
+)
+
+#: Parallel distillation towards each group's mean, chosen on MLQA-R's held-out articles against the English target,
+#: a base term and alternating hybrid contrastive batches (the candidates of benchmarks/distillation_selection.py).
+DISTILL_CPU_RECIPE = dataclasses.replace(
+    DISTILL_CPU_BUDGET, contrastive=False, distill_parallel_weight=1.0, distill_target="mean",
+)
+
 #: Recipes by name.
-RECIPES: dict[str, HybridTrainingConfig] = {"paper-cpu": PAPER_CPU_RECIPE}
+RECIPES: dict[str, HybridTrainingConfig] = {"paper-cpu": PAPER_CPU_RECIPE, "distill-cpu": DISTILL_CPU_RECIPE}
 
 
 def apply_recipe(name: str, requested: HybridTrainingConfig) -> HybridTrainingConfig:
