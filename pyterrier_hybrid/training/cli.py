@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe = parser.add_argument_group("training recipe")
     recipe.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                         help="start from a named recipe (paper-cpu: batch 100 triplets with a same-paragraph hard "
-                             "negative, bf16, early stopping, sized for 2 CPU cores; distill-cpu: parallel distillation "
-                             "towards each group's mean, 60 batches); options given explicitly win")
+                             "negative, bf16, early stopping, sized for 2 CPU cores; distill-cpu: parallel "
+                             "distillation towards each group's mean, 60 batches); options given explicitly win")
     recipe.add_argument("--alpha", type=float, default=d.alpha,
                         help=f"probability of a monolingual batch, else cross-lingual (default: {d.alpha})")
     recipe.add_argument("--batch-size", type=int, default=d.batch_size,
