@@ -304,3 +304,23 @@ def test_distillation_with_a_one_language_source_is_one_line_before_a_model_is_b
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "parallel distillation needs parallel groups" in lines[0]
     assert not any(cache.iterdir())
+
+
+def test_compare_options_set_the_trained_systems_and_their_distillation():
+    from pyterrier_hybrid.experiments.compare_cli import parse_trained
+    from pyterrier_hybrid.experiments.presets import PresetError, get_preset, override_preset
+
+    preset = override_preset(get_preset("paper-cpu"), main_systems=parse_trained(["distilled=1"]),
+                             training={"contrastive": False, "distill_parallel_weight": 1.0})
+    assert preset.main_systems == (("distilled", 1.0),)
+    assert not preset.training.contrastive and preset.training.distill_parallel_weight == 1.0
+    hybrid_distilled = override_preset(get_preset("paper-cpu"), training={"distill_base_weight": 0.5})
+    assert hybrid_distilled.training.distill_base_weight == 0.5 and len(hybrid_distilled.main_systems) == 3
+    with pytest.raises(PresetError, match="give one trained system"):
+        override_preset(get_preset("paper-cpu"), training={"contrastive": False, "distill_parallel_weight": 1.0})
+    with pytest.raises(PresetError, match="LABEL=ALPHA"):
+        parse_trained(["hybrid"])
+    with pytest.raises(PresetError, match="distill_base_weight must be >= 0"):
+        override_preset(get_preset("paper-cpu"), training={"distill_base_weight": -1.0})
+    recipe = get_preset("distill-cpu").training
+    assert not recipe.contrastive and recipe.distill_parallel_weight > 0 and recipe.train == "lareqa/mlqa-r"
