@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..cli_args import add_language_option
 from ..errors import UserError
-from .config import DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
+from .config import BATCHINGS, DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
 from .data import IRDS_PREFIX, LAREQA_PREFIX
 from .recipes import RECIPES, apply_recipe
 
@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from a named recipe (paper-cpu: batch 100 triplets with a same-paragraph hard "
                              "negative, bf16, early stopping, sized for 2 CPU cores; distill-cpu: parallel "
                              "distillation towards each group's mean, 60 batches); options given explicitly win")
+    recipe.add_argument("--batching", choices=BATCHINGS, default=d.batching,
+                        help="hybrid: pairs drawn with --alpha; pooled: whole parallel groups per batch, every "
+                             f"translation of the answer a positive (default: {d.batching})")
     recipe.add_argument("--alpha", type=float, default=d.alpha,
                         help=f"probability of a monolingual batch, else cross-lingual (default: {d.alpha})")
     recipe.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -180,6 +183,7 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         distill_target=args.distill_target,
         contrastive=args.contrastive,
         freeze_layers=args.freeze_layers,
+        batching=args.batching,
     )
     if getattr(args, "recipe", None):
         return apply_recipe(args.recipe, config)

@@ -9,10 +9,14 @@ from typing import Any
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
 
-__all__ = ["CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "MIXTURES", "HybridTrainingConfig", "TrainingConfigError"]
+__all__ = ["BATCHINGS", "CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "MIXTURES", "HybridTrainingConfig",
+           "TrainingConfigError"]
 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
+#: How contrastive batches are drawn: the hybrid sampler's pairs, or whole parallel groups with every translation of
+#: the answer a positive (:mod:`pyterrier_hybrid.training.pooled`).
+BATCHINGS: tuple[str, ...] = ("hybrid", "pooled")
 MIXTURES: tuple[str, ...] = ("proportional", "round-robin")
 #: Targets of the parallel distillation (see :mod:`pyterrier_hybrid.training.distillation`).
 DISTILL_TARGETS: tuple[str, ...] = ("english", "mean")
@@ -102,6 +106,8 @@ class HybridTrainingConfig:
             group mean where there is none) or "mean" (the mean of its embeddings of every text of the group).
         freeze_layers: do not train the embeddings and the lowest this many transformer layers (0: train them
             all); the backward pass stops at the first trained layer, so a step is cheaper.
+        batching: "hybrid" (pairs drawn by the hybrid sampler, alpha) or "pooled" (whole parallel groups per batch,
+            every translation of the answer a positive of every translation of the question; alpha plays no part).
         contrastive: train the InfoNCE batches at all; False trains the parallel distillation batches alone (alpha
             and hard negatives then play no part).
     """
@@ -148,6 +154,7 @@ class HybridTrainingConfig:
     distill_target: str = "mean"
     contrastive: bool = True
     freeze_layers: int = 0
+    batching: str = "hybrid"
 
     @property
     def distills(self) -> bool:
@@ -214,9 +221,18 @@ class HybridTrainingConfig:
             problems.append(f"mixture must be one of {MIXTURES}, got {self.mixture!r}")
         if self.freeze_layers < 0:
             problems.append(f"freeze_layers must be >= 0, got {self.freeze_layers}")
-        problems += self._distillation_problems()
+        problems += self._distillation_problems() + self._pooled_problems()
         if problems:
             raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
+
+    def _pooled_problems(self) -> list[str]:
+        if self.batching not in BATCHINGS:
+            return [f"batching must be one of {BATCHINGS}, got {self.batching!r}"]
+        if self.batching != "pooled":
+            return []
+        unsupported = [(self.hard_negatives, "hard negatives"), (self.loss != "mnrl", f"loss {self.loss!r}"),
+                       (self.distill_base_weight > 0, "the base distillation term")]
+        return [f"pooled batching does not support {what} yet" for flag, what in unsupported if flag]
 
     def _distillation_problems(self) -> list[str]:
         problems = []

@@ -127,12 +127,15 @@ class DistillationDatasets:
 
     def register(self, factory, world_size: int, max_eval_batches: int | None, args) -> None:
         """Tell the batch-sampler factory how to batch the parallel sets (seeded shuffles, one step at a time)."""
+        from .batching import ShuffledBatchSampler
+
         if self.parallel_train is not None:
-            factory.register_shuffled(self.parallel_train, num_replicas=world_size)
+            factory.register_sampler(self.parallel_train, ShuffledBatchSampler, num_replicas=world_size)
         if self.parallel_eval is not None and self.eval_dataset is None:
             # The parallel held-out set is the only validation: batches as large as the training ones allow.
             args.per_device_eval_batch_size = max(1, min(self.config.batch_size, len(self.parallel_eval) // world_size))
-            factory.register_shuffled(self.parallel_eval, num_replicas=world_size, batches_per_epoch=max_eval_batches)
+            factory.register_sampler(self.parallel_eval, ShuffledBatchSampler, num_replicas=world_size,
+                                     batches_per_epoch=max_eval_batches)
 
     def contrastive_loss(self, model, memory_plan, **kwargs):
         """InfoNCE as the memory plan chose it (plain or cached), with the base distillation term when asked."""

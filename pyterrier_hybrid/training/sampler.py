@@ -357,7 +357,7 @@ class HybridBatchSamplerFactory:
         self.alpha = alpha
         self.num_replicas = num_replicas
         self._registered: dict[int, tuple[object, ParallelRows, type, dict]] = {}
-        self._shuffled: dict[int, tuple[object, dict]] = {}
+        self._other: dict[int, tuple[object, type, dict]] = {}  # datasets batched without ParallelRows
         self.samplers: dict[int, HybridBatchSampler] = {}
 
     def __repr__(self) -> str:
@@ -394,10 +394,9 @@ class HybridBatchSamplerFactory:
         generator=None,
         seed: int = 0,
     ) -> HybridBatchSampler:
-        if id(dataset) in self._shuffled:
-            from .batching import ShuffledBatchSampler
-
-            return ShuffledBatchSampler(dataset, batch_size, seed=seed, **self._shuffled[id(dataset)][1])
+        if id(dataset) in self._other:
+            _, sampler_class, kwargs = self._other[id(dataset)]
+            return sampler_class(dataset, batch_size, seed=seed, **kwargs)
         if id(dataset) not in self._registered:
             raise KeyError(
                 "HybridBatchSamplerFactory was asked for a batch sampler over a dataset it does not know: register "
@@ -418,11 +417,12 @@ class HybridBatchSamplerFactory:
         self.samplers[id(dataset)] = sampler
         return sampler
 
-    def register_shuffled(self, dataset, **sampler_kwargs) -> None:
-        """Batch ``dataset`` with a seeded :class:`~pyterrier_hybrid.training.batching.ShuffledBatchSampler` (a
-        dataset without languages to mix, e.g. parallel distillation rows); ``sampler_kwargs``: num_replicas,
-        batches_per_epoch."""
-        self._shuffled[id(dataset)] = (dataset, sampler_kwargs)
+    def register_sampler(self, dataset, sampler_class: type, **sampler_kwargs) -> None:
+        """Batch ``dataset`` with ``sampler_class(dataset, batch_size, seed=..., **sampler_kwargs)``: a dataset without
+        languages to mix, e.g. parallel distillation rows
+        (:class:`~pyterrier_hybrid.training.batching.ShuffledBatchSampler`) or pooled groups
+        (:class:`~pyterrier_hybrid.training.pooled.PooledBatchSampler`)."""
+        self._other[id(dataset)] = (dataset, sampler_class, sampler_kwargs)
 
     def sampler_for(self, dataset) -> HybridBatchSampler | None:
         """The last sampler built for ``dataset`` (None if the trainer has not asked yet)."""

@@ -521,6 +521,7 @@ def prepare_training(
     from .distillation_plan import DistillationPlan
     from .fast_dropout import install_fast_dropout
     from .length_buckets import install_length_buckets
+    from .pooled import MultiPositiveRankingLoss, PooledData
     from .sampler import HybridBatchSamplerFactory, ParallelRows, check_feasible
 
     out = Path(config.output_dir)
@@ -529,18 +530,22 @@ def prepare_training(
 
     # The data first: a source that cannot fill the batches asked for fails before a model is built or loaded.
     # Streamed (irds:) sources and mixtures of sources go through TrainingSources (training/mixture.py).
-    if uses_training_sources(config) and (config.distills or not config.contrastive):
+    if uses_training_sources(config) and (config.distills or not config.contrastive or config.batching == "pooled"):
         raise TrainingConfigError(
-            "distillation trains on the parallel groups of a LAReQA or JSONL source; a streamed irds: source or a "
-            "mixture of sources has none: drop the --distill-* options or train on lareqa/... or a .jsonl file")
+            "distillation and pooled batches train on the parallel groups of a LAReQA or JSONL source; a streamed "
+            "irds: source or a mixture of sources has none: drop those options or train on lareqa/... or a .jsonl "
+            "file")
     sources = TrainingSources.load(config) if uses_training_sources(config) else None
     if sources is not None:
         data, train_data, eval_data = sources.summaries()
     else:
         data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
         train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
-        if config.contrastive:
+        if config.contrastive and config.batching == "hybrid":
             check_feasible(ParallelRows.from_examples(train_data.examples), config.alpha, config.batch_size)
+    pooled = None
+    if config.batching == "pooled":  # no parallel groups, or a group larger than a batch: fails here
+        pooled = PooledData.of(train_data, eval_data, config.candidate_text, config.batch_size)
     distillation = DistillationPlan.of(config, train_data, eval_data)  # no parallel groups: fails here
 
     base_model = resolve_model(config.base_model)
@@ -560,7 +565,9 @@ def prepare_training(
     prompts = training_prompts(model, config)
     query_prompt, passage_prompt = prompts
 
-    if sources is None:
+    if pooled is not None:
+        train_dataset, train_rows = pooled.dataset(pooled.train_groups), None
+    elif sources is None:
         train_dataset, train_rows = build_training_dataset(train_data, config.candidate_text, prompts)
     # The collator prepends these to the raw texts, once; the dataset texts carry no prompt (checked above).
     text_columns = sources.columns if sources is not None else train_dataset.column_names
@@ -572,7 +579,9 @@ def prepare_training(
 
     has_eval = len(eval_data) > 0
     eval_dataset = eval_rows = None
-    if has_eval and config.contrastive and sources is None:
+    if pooled is not None and pooled.eval_groups is not None and config.contrastive:
+        eval_dataset = pooled.dataset(pooled.eval_groups)
+    elif has_eval and config.contrastive and sources is None and pooled is None:
         eval_dataset, eval_rows = build_training_dataset(eval_data, config.candidate_text, prompts)
     # The teacher is the model as loaded, so its embeddings are taken before any training-only change below.
     distill_datasets = distillation.build(model, prompts, train_dataset if sources is None else None, eval_dataset)
@@ -622,10 +631,17 @@ def prepare_training(
             args.per_device_eval_batch_size = eval_batch_size
         if sources.mixed:
             args.multi_dataset_batch_sampler = sources.multi_dataset_batch_sampler()
+    elif pooled is not None:
+        pooled.register(factory, train_dataset, pooled.train_groups, world_size)
+        if eval_dataset is not None:
+            args.per_device_eval_batch_size = config.batch_size
+            pooled.register(factory, eval_dataset, pooled.eval_groups, world_size,
+                            batches_per_epoch=config.max_eval_batches)
+        distill_datasets.register(factory, world_size, config.max_eval_batches, args)
     else:
         factory.register(train_dataset, train_rows)
         distill_datasets.register(factory, world_size, config.max_eval_batches, args)
-    if eval_dataset is not None and sources is None:
+    if eval_dataset is not None and sources is None and pooled is None:
         eval_batch_size = _eval_batch_size(eval_dataset, eval_rows, config, world_size)
         args.per_device_eval_batch_size = eval_batch_size
         # The same fixed validation batches at every evaluation (the eval sampler stays at epoch 0).
@@ -647,8 +663,14 @@ def prepare_training(
         config.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model,
                     memory_plan=memory_plan.to_dict())
 
-    loss = distill_datasets.contrastive_loss(
-        model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
+    if pooled is not None:
+        if memory_plan.loss != "mnrl":
+            raise TrainingConfigError(f"pooled batches of {config.batch_size} rows do not fit in memory and have no "
+                                      "cached loss yet: lower the batch size")
+        loss = MultiPositiveRankingLoss(model, scale=config.scale)
+    else:
+        loss = distill_datasets.contrastive_loss(
+            model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
     trainer_train, trainer_eval, trainer_loss = distill_datasets.trainer_inputs(
         model, train_dataset, eval_dataset, loss, args, world_size)
     trainer = SentenceTransformerTrainer(
