@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_distillation import group_examples, write_jsonl
 
 from pyterrier_hybrid.datasets import ParallelExample
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from pyterrier_hybrid.training.pooled import MultiPositiveRankingLoss, PooledBatchSampler, PooledDataError
-
-from test_distillation import group_examples, write_jsonl
 
 
 class _NoModel(torch.nn.Module):
