@@ -33,14 +33,12 @@ from pyterrier_hybrid.training.recipes import DISTILL_CPU_BUDGET
 
 COMMON = DISTILL_CPU_BUDGET  # the budget every candidate shares
 
-#: Candidates: name -> changes to COMMON. Contrastive candidates (hybrid pairs, or pooled whole groups with every
-#: translation of the answer a positive) alternate a contrastive and a distillation batch, so they get twice the
-#: steps (the same number of distillation batches).
+#: Candidates: name -> changes to COMMON. Contrastive candidates alternate a contrastive and a distillation batch,
+#: so they get twice the steps (the same number of distillation batches).
 CANDIDATES: dict[str, dict] = {
     "mean": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean"),
     "english": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="english"),
     "mean+base": dict(contrastive=False, distill_parallel_weight=1.0, distill_base_weight=0.5, distill_target="mean"),
-    "pooled+mean": dict(batching="pooled", max_steps=120, distill_parallel_weight=1.0, distill_target="mean"),
     "hybrid+mean+base": dict(alpha=0.5, max_steps=120, distill_parallel_weight=1.0, distill_base_weight=0.5,
                              distill_target="mean"),
 }
