@@ -185,6 +185,18 @@ def build_tiny_sentence_transformer(path: Path, seed: int = 0, texts: list[str] 
     return path
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """One torch thread for the test (on a shared 2-core machine, two threads of a tiny model spend most of their
+    time waiting for each other); the previous count is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """Path of a tiny random sentence-transformers model folder (built once per test session)."""
