@@ -110,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="do not train the word-embedding matrix (less memory and time on CPU)")
     speed.add_argument("--freeze-layers", type=int, default=d.freeze_layers, metavar="N",
                        help="do not train the embeddings and the lowest N transformer layers (default: 0)")
+    speed.add_argument("--lora-rank", type=int, default=d.lora_rank, metavar="R",
+                       help="train LoRA adapters of rank R instead of the weights, merged into them on save "
+                            "(needs peft; default: 0, no adapters)")
+    speed.add_argument("--lora-alpha", type=float, default=d.lora_alpha, metavar="A",
+                       help="LoRA scaling numerator, the update scaled by A/R (default: twice the rank)")
+    speed.add_argument("--lora-targets", default=",".join(d.lora_targets), metavar="NAMES",
+                       help=f"comma-separated names of the linear layers to adapt (default: {','.join(d.lora_targets)})")
     speed.add_argument("--no-fast-dropout", dest="fast_dropout", action="store_false",
                        help="torch's own dropout and attention on CPU (the default draws dropout masks 15 bits at a "
                             "time: same rate, another random stream, a faster step)")
@@ -183,6 +190,9 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         distill_target=args.distill_target,
         contrastive=args.contrastive,
         freeze_layers=args.freeze_layers,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_targets=tuple(name.strip() for name in args.lora_targets.split(",") if name.strip()),
         batching=args.batching,
     )
     if getattr(args, "recipe", None):

@@ -106,6 +106,12 @@ class HybridTrainingConfig:
             group mean where there is none) or "mean" (the mean of its embeddings of every text of the group).
         freeze_layers: do not train the embeddings and the lowest this many transformer layers (0: train them
             all); the backward pass stops at the first trained layer, so a step is cheaper.
+        lora_rank: train LoRA adapters of this rank instead of the model's weights (0: no adapters); they are
+            merged into the weights before the model is saved (:mod:`pyterrier_hybrid.training.trainable`).
+        lora_alpha: LoRA's scaling numerator (the update is scaled by lora_alpha / lora_rank); None: twice the rank.
+        lora_dropout: dropout on the adapters' input.
+        lora_targets: names of the linear layers that get adapters ("query", "key", "value", "dense": every linear
+            layer of a BERT-style encoder).
         batching: "hybrid" (pairs drawn by the hybrid sampler, alpha) or "pooled" (whole parallel groups per batch,
             every translation of the answer a positive of every translation of the question; alpha plays no part).
         contrastive: train the InfoNCE batches at all; False trains the parallel distillation batches alone (alpha
@@ -154,7 +160,15 @@ class HybridTrainingConfig:
     distill_target: str = "mean"
     contrastive: bool = True
     freeze_layers: int = 0
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     batching: str = "hybrid"
+
+    @property
+    def lora_scaling_alpha(self) -> float:
+        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
 
     @property
     def distills(self) -> bool:
@@ -164,6 +178,7 @@ class HybridTrainingConfig:
         if self.train_langs is not None:
             object.__setattr__(self, "train_langs", tuple(self.train_langs))
         object.__setattr__(self, "extra_train", tuple(str(s) for s in self.extra_train))
+        object.__setattr__(self, "lora_targets", tuple(str(s) for s in self.lora_targets))
         object.__setattr__(self, "output_dir", str(self.output_dir))
         problems = []
         if not 0.0 <= self.alpha <= 1.0:
@@ -221,9 +236,25 @@ class HybridTrainingConfig:
             problems.append(f"mixture must be one of {MIXTURES}, got {self.mixture!r}")
         if self.freeze_layers < 0:
             problems.append(f"freeze_layers must be >= 0, got {self.freeze_layers}")
-        problems += self._distillation_problems() + self._pooled_problems()
+        problems += self._distillation_problems() + self._pooled_problems() + self._lora_problems()
         if problems:
             raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
+
+    def _lora_problems(self) -> list[str]:
+        if self.lora_rank < 0:
+            return [f"lora_rank must be >= 0 (0: no adapters), got {self.lora_rank}"]
+        if self.lora_rank == 0:
+            return []
+        problems = []
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            problems.append(f"lora_alpha must be positive or None, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.lora_targets:
+            problems.append("lora_targets names no layer to adapt")
+        if self.freeze_layers:
+            problems.append("LoRA adapters and freeze_layers are two ways of training fewer weights: choose one")
+        return problems
 
     def _pooled_problems(self) -> list[str]:
         if self.batching not in BATCHINGS:
@@ -251,6 +282,7 @@ class HybridTrainingConfig:
         if data["train_langs"] is not None:
             data["train_langs"] = list(data["train_langs"])
         data["extra_train"] = list(data["extra_train"])
+        data["lora_targets"] = list(data["lora_targets"])
         return data
 
     @classmethod

@@ -40,6 +40,15 @@ from .config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from .data import TrainingData, candidate_text, load_training_data, split_by_article
 from .memory import EncoderShape, MemoryPlan, plan_batch_memory
 from .mixture import MixtureError, TrainingSources, text_sample, uses_training_sources
+from .trainable import (
+    add_lora_adapter,
+    encoder_layer_count,
+    freeze_lower_layers,
+    freeze_word_embeddings,
+    lora_resuming_trainer,
+    merge_lora_adapter,
+    uses_lora,
+)
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -126,35 +135,6 @@ def build_training_dataset(
         columns["negative"] = negatives
     rows = ParallelRows.from_examples(data.examples, positives, negatives)
     return Dataset.from_dict(columns), rows
-
-
-def freeze_word_embeddings(model: SentenceTransformer) -> int:
-    """Stop training the word-embedding matrix of the model's transformer; returns the number of frozen weights."""
-    transformer = model[0]
-    auto_model = getattr(transformer, "auto_model", None)
-    if auto_model is None or not hasattr(auto_model, "get_input_embeddings"):
-        raise ValueError(f"cannot find the word embeddings of {type(transformer).__name__} to freeze them")
-    weight = auto_model.get_input_embeddings().weight
-    weight.requires_grad_(False)
-    return weight.numel()
-
-
-def freeze_lower_layers(model: SentenceTransformer, layers: int) -> int:
-    """Stop training the embeddings and the lowest ``layers`` transformer layers of the model's encoder (no
-    gradient is computed below the first trained layer, so the backward pass is that much shorter); returns the
-    number of frozen weights. Raises ValueError when the encoder has fewer layers or none that can be found."""
-    auto_model = getattr(model[0], "auto_model", None)
-    encoder_layers = getattr(getattr(auto_model, "encoder", None), "layer", None)
-    if encoder_layers is None:
-        raise ValueError(f"cannot find the transformer layers of {type(auto_model).__name__} to freeze them")
-    if layers > len(encoder_layers):
-        raise ValueError(f"freeze_layers is {layers} but the model has {len(encoder_layers)} transformer layers")
-    frozen = 0
-    for module in [auto_model.embeddings, *list(encoder_layers)[:layers]]:
-        for weight in module.parameters():
-            weight.requires_grad_(False)
-            frozen += weight.numel()
-    return frozen
 
 
 def plan_memory(
@@ -302,6 +282,16 @@ def _check_output_dir(out: Path, config: HybridTrainingConfig, resume: bool) -> 
             listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differences.items())
             raise ValueError(f"cannot resume {out} with a different configuration ({listed})")
     return _last_complete_checkpoint(out, checkpoints)
+
+
+def _check_layer_count(base_model: str, config: HybridTrainingConfig) -> None:
+    """Refuse ``freeze_layers`` beyond the model's depth from its configuration, before the weights are loaded."""
+    if not config.freeze_layers:
+        return
+    layers = encoder_layer_count(base_model)
+    if layers is not None and config.freeze_layers > layers:
+        raise TrainingConfigError(f"freeze_layers is {config.freeze_layers} but {base_model} has {layers} "
+                                  "transformer layers")
 
 
 def _callbacks(factory, train_dataset, config: HybridTrainingConfig) -> list:
@@ -477,6 +467,8 @@ class PreparedTraining:
         finally:
             for restore in self.restorers:  # the saved model is the stock architecture
                 restore()
+        if uses_lora(config):  # the saved model is a plain one: adapters folded into the weights
+            merge_lora_adapter(trainer.model)
         if trainer.is_world_process_zero():
             trainer.model.save(str(out))
             loss_rows = write_loss_curve(trainer.state.log_history, out)
@@ -549,6 +541,7 @@ def prepare_training(
     distillation = DistillationPlan.of(config, train_data, eval_data)  # no parallel groups: fails here
 
     base_model = resolve_model(config.base_model)
+    _check_layer_count(base_model, config)
 
     model = load_sentence_transformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
     if config.max_seq_length is not None:
@@ -586,6 +579,10 @@ def prepare_training(
     # The teacher is the model as loaded, so its embeddings are taken before any training-only change below.
     distill_datasets = distillation.build(model, prompts, train_dataset if sources is None else None, eval_dataset)
     train_dataset, eval_dataset = distill_datasets.train_dataset, distill_datasets.eval_dataset
+    if uses_lora(config):  # after the teacher's embeddings: the teacher is the model without adapters
+        trainable = add_lora_adapter(model, config)
+        logger.info("LoRA rank %d on %s: %d trainable weights", config.lora_rank, ",".join(config.lora_targets),
+                    trainable)
     evaluates = distill_datasets.has_eval if sources is None else has_eval
     restorers = []  # training-only changes of the model, undone before it is saved
     if config.fast_dropout and model.device.type == "cpu":
@@ -673,7 +670,8 @@ def prepare_training(
             model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
     trainer_train, trainer_eval, trainer_loss = distill_datasets.trainer_inputs(
         model, train_dataset, eval_dataset, loss, args, world_size)
-    trainer = SentenceTransformerTrainer(
+    trainer_class = lora_resuming_trainer(SentenceTransformerTrainer) if uses_lora(config) else SentenceTransformerTrainer
+    trainer = trainer_class(
         model=model, args=args, train_dataset=trainer_train, eval_dataset=trainer_eval, loss=trainer_loss
     )
     trainer.remove_callback(ProgressCallback)
