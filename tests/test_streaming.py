@@ -142,6 +142,20 @@ def test_held_out_queries_are_not_trained_on(source):
     assert not set(train.queries.tolist()) & set(held_out.queries.tolist())
 
 
+def test_reading_in_small_chunks_gives_the_same_source(source, monkeypatch):
+    """Chunk boundaries inside the qrels, the queries and the docpairs (where reading stops early once every judged
+    query has its negative) change nothing."""
+    from pyterrier_hybrid.training import streamed_reading
+
+    monkeypatch.setattr(streamed_reading, "CHUNK", 7)
+    chunked = StreamedParallelSource(irds_source(), hard_negatives=True, max_queries=200)
+    assert np.array_equal(chunked.query_ids, source.query_ids)
+    for name in ("row_query", "row_docs", "row_negatives"):
+        assert np.array_equal(getattr(chunked, name), getattr(source, name)), name
+    batch = {"row": [0, 57, 199], "pair": [0, 4, 7]}
+    assert chunked.fetch_texts(batch) == source.fetch_texts(batch)
+
+
 def test_source_errors():
     with pytest.raises(StreamedSourceError, match="docpairs"):
         StreamedParallelSource(irds_source(variant={"en": "no-docpairs", "de": "no-docpairs", "fr": "no-docpairs"}),

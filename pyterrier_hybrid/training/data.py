@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,8 +216,23 @@ def _read_jsonl(path: Path) -> tuple[list[ParallelExample], list[Passage | None]
 # --- ir_datasets ----------------------------------------------------------------------------------------------------
 
 
-def _text_of(record) -> str:
+def record_text(record) -> str:
+    """The text of an ir_datasets query or document record, as the collection gives it."""
     return record.default_text() if hasattr(record, "default_text") else record.text
+
+
+def relevant_qrels(dataset, max_queries: int | None = None) -> Iterator[tuple[str, str]]:
+    """(query id, doc id) of each relevant (relevance > 0) qrel of ``dataset``, in qrels order, of its first
+    ``max_queries`` judged queries (all without ``max_queries``)."""
+    seen: set[str] = set()  # only with max_queries, so at most max_queries entries
+    for qrel in dataset.qrels_iter():
+        if qrel.relevance <= 0:
+            continue
+        if max_queries is not None and qrel.query_id not in seen:
+            if len(seen) >= max_queries:
+                continue
+            seen.add(qrel.query_id)
+        yield qrel.query_id, qrel.doc_id
 
 
 def ir_datasets_parallel_examples(
@@ -233,38 +248,18 @@ def ir_datasets_parallel_examples(
     passage_lang) pairs (default: all ordered pairs, monolingual included); ``max_queries`` keeps the first judged
     queries only. A judged pair missing its query or document in some language is skipped for that language.
     """
-    import ir_datasets
-
     if not dataset_ids:
         raise ValueError("dataset_ids is empty: give at least one language=ir_datasets id")
     langs = list(dataset_ids)
-    if pairs is not None:
-        unknown = sorted({lang for pair in pairs for lang in pair} - set(langs))
-        if unknown:
-            raise ValueError(f"pairs name language(s) {', '.join(unknown)} without an ir_datasets id")
-    wanted_pairs = [(q, p) for q in langs for p in langs] if pairs is None else list(pairs)
-    datasets = {}
-    for lang, dataset_id in dataset_ids.items():
-        try:
-            datasets[lang] = ir_datasets.load(dataset_id)
-        except KeyError as e:
-            raise ValueError(f"unknown ir_datasets id {dataset_id!r} (language {lang})") from e
+    wanted_pairs = _language_pairs(langs, pairs)
+    datasets = _load_datasets(dataset_ids)
     reference = datasets[langs[0]]
     if not reference.has_qrels():
         raise ValueError(f"ir_datasets {dataset_ids[langs[0]]!r} has no qrels to take the relevant pairs from")
-
-    judged: list[tuple[str, str]] = []
-    seen_queries: set[str] = set()
-    for qrel in reference.qrels_iter():
-        if qrel.relevance <= 0:
-            continue
-        if qrel.query_id not in seen_queries:
-            if max_queries is not None and len(seen_queries) >= max_queries:
-                continue
-            seen_queries.add(qrel.query_id)
-        judged.append((qrel.query_id, qrel.doc_id))
+    judged = list(relevant_qrels(reference, max_queries))
     if not judged:
         raise ValueError(f"ir_datasets {dataset_ids[langs[0]]!r} has no relevant (relevance > 0) qrels")
+    judged_queries = {query_id for query_id, _ in judged}
     doc_ids = {doc_id for _, doc_id in judged}
 
     queries: dict[str, dict[str, str]] = {}
@@ -272,7 +267,7 @@ def ir_datasets_parallel_examples(
     for lang, dataset in datasets.items():
         if not dataset.has_queries() or not dataset.has_docs():
             raise ValueError(f"ir_datasets {dataset_ids[lang]!r} ({lang}) must provide queries and docs")
-        queries[lang] = {q.query_id: _text_of(q) for q in dataset.queries_iter() if q.query_id in seen_queries}
+        queries[lang] = {q.query_id: record_text(q) for q in dataset.queries_iter() if q.query_id in judged_queries}
         docs[lang] = _lookup_docs(dataset, doc_ids)
 
     examples = []
@@ -288,15 +283,37 @@ def ir_datasets_parallel_examples(
     return examples
 
 
+def _language_pairs(langs: Sequence[str], pairs: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The (query_lang, passage_lang) pairs asked for: ``pairs``, checked against ``langs``, or every ordered pair."""
+    if pairs is None:
+        return [(q, p) for q in langs for p in langs]
+    unknown = sorted({lang for pair in pairs for lang in pair} - set(langs))
+    if unknown:
+        raise ValueError(f"pairs name language(s) {', '.join(unknown)} without an ir_datasets id")
+    return list(pairs)
+
+
+def _load_datasets(dataset_ids: Mapping[str, str]) -> dict:
+    import ir_datasets
+
+    datasets = {}
+    for lang, dataset_id in dataset_ids.items():
+        try:
+            datasets[lang] = ir_datasets.load(dataset_id)
+        except KeyError as e:
+            raise ValueError(f"unknown ir_datasets id {dataset_id!r} (language {lang})") from e
+    return datasets
+
+
 def _lookup_docs(dataset, doc_ids: set[str]) -> dict[str, str]:
     # A docstore answers by id without reading the whole collection (mMARCO has 8.8M passages per language).
     if hasattr(dataset, "docs_store"):
         try:
             found = dataset.docs_store().get_many(doc_ids)
-            return {doc_id: _text_of(doc) for doc_id, doc in found.items()}
+            return {doc_id: record_text(doc) for doc_id, doc in found.items()}
         except NotImplementedError:
             pass
-    return {d.doc_id: _text_of(d) for d in dataset.docs_iter() if d.doc_id in doc_ids}
+    return {d.doc_id: record_text(d) for d in dataset.docs_iter() if d.doc_id in doc_ids}
 
 
 def parse_irds_source(source: str) -> dict[str, str]:

@@ -4,12 +4,12 @@
 in memory costs languages^2 rows of text per judged pair (mMARCO's 532,761 training qrels in 7 languages: 26M rows).
 Instead:
 
-- :class:`StreamedParallelSource` reads the ids once, in chunks: the judged (query id, relevant doc id) pairs of the
-  first language's qrels (the first ``max_queries`` queries), one hard negative per query (``doc_id_b`` of a
-  docpair of the query, from the first language whose dataset has docpairs; the docpairs are shared by the
-  translations), and each language's query texts, written to a file on disk and read back by offset
-  (:class:`QueryTexts`). Ids are kept as numpy byte strings: a few dozen bytes per judged pair, no Python object
-  per pair.
+- :class:`StreamedParallelSource` reads the ids once, in chunks (:mod:`pyterrier_hybrid.training.streamed_reading`):
+  the judged (query id, relevant doc id) pairs of the first language's qrels (the first ``max_queries`` queries), one
+  hard negative per query (``doc_id_b`` of a docpair of the query, from the first language whose dataset has
+  docpairs; the docpairs are shared by the translations), and each language's query texts, written to a file on disk
+  and read back by offset (:class:`QueryTexts`). Ids are kept as numpy byte strings: a few dozen bytes per judged
+  pair, no Python object per pair.
 - The dataset given to the trainer (:meth:`StreamedParallelSource.dataset`) has one row per (judged pair, language
   pair) but holds only two small integer columns, ``row`` and ``pair``, made of one shared ``row`` array and a
   constant ``pair`` chunk per language pair; the texts of a batch (query in the query language, passage and hard
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
@@ -39,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from .data import IRDS_PREFIX, parse_irds_source
+from .data import IRDS_PREFIX, parse_irds_source, record_text
+from .streamed_reading import QueryTexts, StreamedSourceError, first_docpair_negatives, judged_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +52,6 @@ __all__ = [
     "is_streamed_source",
 ]
 
-CHUNK = 65_536
-
-
-class StreamedSourceError(UserError, ValueError):
-    """An ir_datasets training source that cannot give what was asked of it."""
-
-
 def is_streamed_source(source: str) -> bool:
     return str(source).startswith(IRDS_PREFIX)
 
@@ -71,10 +63,6 @@ def _load(dataset_id: str, lang: str):
         return ir_datasets.load(dataset_id)
     except KeyError as e:
         raise StreamedSourceError(f"unknown ir_datasets id {dataset_id!r} (language {lang})") from e
-
-
-def _text_of(record) -> str:
-    return record.default_text() if hasattr(record, "default_text") else record.text
 
 
 def _languages(source: str, langs: Sequence[str] | None) -> dict[str, str]:
@@ -106,131 +94,6 @@ def check_irds_source(source: str, langs: Sequence[str] | None = None, hard_nega
             f"{', '.join(repr(i) for i in mapping.values())} has docpairs (training triples): drop --hard-negatives "
             "or use a training split with docpairs"
         )
-
-
-# --- the ids ------------------------------------------------------------------------------------------------------
-
-
-def _judged_pairs(dataset, dataset_id: str, max_queries: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(query id, doc id) byte-string arrays of the relevant qrels, in qrels order, of the first ``max_queries``
-    queries; read in chunks so that no Python string per pair stays alive."""
-    query_chunks, doc_chunks = [], []
-    queries, docs = [], []
-    seen: set[str] = set()  # only with max_queries, so at most max_queries entries
-    for qrel in dataset.qrels_iter():
-        if qrel.relevance <= 0:
-            continue
-        if max_queries is not None and qrel.query_id not in seen:
-            if len(seen) >= max_queries:
-                continue
-            seen.add(qrel.query_id)
-        queries.append(qrel.query_id)
-        docs.append(qrel.doc_id)
-        if len(queries) == CHUNK:
-            query_chunks.append(np.array(queries, dtype=np.bytes_))
-            doc_chunks.append(np.array(docs, dtype=np.bytes_))
-            queries, docs = [], []
-    if queries:
-        query_chunks.append(np.array(queries, dtype=np.bytes_))
-        doc_chunks.append(np.array(docs, dtype=np.bytes_))
-    if not query_chunks:
-        raise StreamedSourceError(f"ir_datasets {dataset_id!r} has no relevant (relevance > 0) qrels")
-    return np.concatenate(query_chunks), np.concatenate(doc_chunks)
-
-
-class QueryTexts:
-    """The texts of the judged queries in one language, on disk: ``texts.bin`` (UTF-8, in the order the dataset
-    gives them) and ``index.bin`` (per judged query, in ``query_ids`` order: start and length, length -1 when the
-    language lacks the query), read with ``os.pread``. Neither memory-mapped nor loaded, so the process holds
-    nothing per query: a memory-mapped file would count every page it touches as resident memory."""
-
-    RECORD = np.dtype([("start", "<i8"), ("length", "<i4")])
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._texts = os.open(folder / "texts.bin", os.O_RDONLY)
-        self._index = os.open(folder / "index.bin", os.O_RDONLY)
-        for fd in (self._texts, self._index):
-            weakref.finalize(self, os.close, fd)
-
-    @classmethod
-    def write(cls, dataset, query_ids: np.ndarray, folder: Path) -> tuple[QueryTexts, np.ndarray]:
-        """Write the texts of ``query_ids`` (sorted byte strings) found in ``dataset``; returns the store and which
-        queries it has."""
-        folder.mkdir(parents=True, exist_ok=True)
-        index = np.zeros(len(query_ids), dtype=cls.RECORD)
-        index["length"] = -1
-        written = 0
-        with (folder / "texts.bin").open("wb") as out:
-            ids, texts = [], []
-
-            def flush():
-                nonlocal written
-                found = np.array(ids, dtype=np.bytes_)
-                pos = np.searchsorted(query_ids, found)
-                pos[pos >= len(query_ids)] = 0
-                hit = (query_ids[pos] == found) & (index["length"][pos] < 0)
-                for i in np.flatnonzero(hit):
-                    data = texts[i].encode("utf-8")
-                    index[pos[i]] = (written, len(data))
-                    out.write(data)
-                    written += len(data)
-                ids.clear()
-                texts.clear()
-
-            for query in dataset.queries_iter():
-                ids.append(query.query_id)
-                texts.append(_text_of(query))
-                if len(ids) == CHUNK:
-                    flush()
-            if ids:
-                flush()
-        index.tofile(folder / "index.bin")
-        return cls(folder), index["length"] >= 0
-
-    def get(self, positions: np.ndarray) -> list[str]:
-        size = self.RECORD.itemsize
-        texts = []
-        for pos in positions:
-            start, length = np.frombuffer(os.pread(self._index, size, int(pos) * size), dtype=self.RECORD)[0]
-            texts.append(os.pread(self._texts, int(length), int(start)).decode("utf-8"))
-        return texts
-
-
-def _negatives(dataset, query_ids: np.ndarray) -> np.ndarray:
-    """Per query (sorted byte-string ids), ``doc_id_b`` of its first docpair (b"" when it has none)."""
-    chunks_pos, chunks_doc = [], []
-    found = np.zeros(len(query_ids), dtype=bool)
-    pairs = []
-
-    def flush():
-        qids = np.array([p[0] for p in pairs], dtype=np.bytes_)
-        pos = np.searchsorted(query_ids, qids)
-        pos[pos >= len(query_ids)] = 0
-        hit = (query_ids[pos] == qids) & ~found[pos]
-        if hit.any():
-            # the first docpair of a query within the chunk
-            first = np.zeros(len(qids), dtype=bool)
-            _, first_index = np.unique(pos[hit], return_index=True)
-            first[np.flatnonzero(hit)[first_index]] = True
-            chunks_pos.append(pos[first])
-            chunks_doc.append(np.array([pairs[i][1] for i in np.flatnonzero(first)], dtype=np.bytes_))
-            found[pos[first]] = True
-        pairs.clear()
-
-    for docpair in dataset.docpairs_iter():
-        pairs.append((docpair.query_id, docpair.doc_id_b))
-        if len(pairs) == CHUNK:
-            flush()
-            if found.all():  # every judged query has its negative: the rest of the (large) file is not needed
-                break
-    if pairs:
-        flush()
-    width = max((c.dtype.itemsize for c in chunks_doc), default=1)
-    negatives = np.zeros(len(query_ids), dtype=f"S{width}")
-    for pos, docs in zip(chunks_pos, chunks_doc):
-        negatives[pos] = docs
-    return negatives
 
 
 _SOURCES: weakref.WeakValueDictionary[int, StreamedParallelSource] = weakref.WeakValueDictionary()
@@ -321,11 +184,30 @@ class StreamedParallelSource:
         self.work_dir.mkdir(parents=True, exist_ok=True)
 
         first = self.languages[0]
-        row_query_ids, row_docs = _judged_pairs(self._datasets[first], self.mapping[first], max_queries)
+        row_query_ids, row_docs = judged_pairs(self._datasets[first], self.mapping[first], max_queries)
         query_ids, row_query = np.unique(row_query_ids, return_inverse=True)
         del row_query_ids
+        present = self._write_query_texts(query_ids)
+        keep = present[row_query]
+        negatives = None
+        if hard_negatives:
+            negatives = self._hard_negatives(query_ids, present)[row_query]
+            usable = keep & (negatives != b"") & (negatives != row_docs)
+            dropped = int(keep.sum() - usable.sum())
+            if dropped:
+                logger.info("%s: dropped %d judged pairs without a usable docpair", source, dropped)
+            keep = usable
+        self.query_ids = query_ids
+        self.row_query = row_query[keep].astype(np.int32 if len(query_ids) < 2**31 else np.int64)
+        self.row_docs = row_docs[keep]
+        self.row_negatives = negatives[keep] if negatives is not None else None
+        logger.info("%s: %d judged pairs of %d queries in %d languages (streamed)", source, len(self.row_query),
+                    len(np.unique(self.row_query)), len(self.languages))
 
-        # Every language's texts of the judged queries; a query is kept only where every language has it.
+    def _write_query_texts(self, query_ids: np.ndarray) -> np.ndarray:
+        """Every language's texts of the judged queries, to ``work_dir``; returns which queries every language has
+        (only those are kept)."""
+        first = self.languages[0]
         self._query_texts: dict[str, QueryTexts] = {}
         present = np.ones(len(query_ids), dtype=bool)
         for lang in self.languages:
@@ -340,31 +222,21 @@ class StreamedParallelSource:
             present &= in_lang
         if not present.any():
             raise StreamedSourceError(f"no judged query of {self.mapping[first]!r} exists in every language of "
-                                      f"{source!r}: the languages must share query ids")
+                                      f"{self.source!r}: the languages must share query ids")
         if not present.all():
-            logger.info("%s: dropped %d judged queries missing from some language", source, int((~present).sum()))
+            logger.info("%s: dropped %d judged queries missing from some language", self.source,
+                        int((~present).sum()))
+        return present
 
-        negatives = None
-        if hard_negatives:
-            docpairs_lang = next(lang for lang in self.languages if self._datasets[lang].has_docpairs())
-            per_query = _negatives(self._datasets[docpairs_lang], query_ids)
-            has_negative = per_query != b""
-            if not has_negative[present].any():
-                raise StreamedSourceError(f"no judged query of {source!r} has a docpair: no hard negative to train "
-                                          "with")
-            negatives = per_query[row_query]
-        keep = present[row_query]
-        if negatives is not None:
-            keep &= (negatives != b"") & (negatives != row_docs)
-            dropped = int(present[row_query].sum() - keep.sum())
-            if dropped:
-                logger.info("%s: dropped %d judged pairs without a usable docpair", source, dropped)
-        self.query_ids = query_ids
-        self.row_query = row_query[keep].astype(np.int32 if len(query_ids) < 2**31 else np.int64)
-        self.row_docs = row_docs[keep]
-        self.row_negatives = negatives[keep] if negatives is not None else None
-        logger.info("%s: %d judged pairs of %d queries in %d languages (streamed)", source, len(self.row_query),
-                    len(np.unique(self.row_query)), len(self.languages))
+    def _hard_negatives(self, query_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Per query, the ``doc_id_b`` of its first docpair (b"" when none), from the first language with
+        docpairs: the translations share them."""
+        docpairs_lang = next(lang for lang in self.languages if self._datasets[lang].has_docpairs())
+        per_query = first_docpair_negatives(self._datasets[docpairs_lang], query_ids)
+        if not (per_query != b"")[present].any():
+            raise StreamedSourceError(f"no judged query of {self.source!r} has a docpair: no hard negative to train "
+                                      "with")
+        return per_query
 
     # TrainingData's interface, for the run's record
     def __len__(self) -> int:
@@ -457,4 +329,4 @@ class StreamedParallelSource:
             raise StreamedSourceError(f"document {missing[0]!r} is missing from {self.mapping[lang]!r} ({lang}): every "
                                       "language of an irds: source must have every judged document")
         # The document's text as the collection gives it: --candidate-text has no paragraph to add to a passage.
-        return [_text_of(found[i]) for i in ids]
+        return [record_text(found[i]) for i in ids]
