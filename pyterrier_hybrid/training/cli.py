@@ -116,7 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--lora-alpha", type=float, default=d.lora_alpha, metavar="A",
                        help="LoRA scaling numerator, the update scaled by A/R (default: twice the rank)")
     speed.add_argument("--lora-targets", default=",".join(d.lora_targets), metavar="NAMES",
-                       help=f"comma-separated names of the linear layers to adapt (default: {','.join(d.lora_targets)})")
+                       help="comma-separated names of the linear layers to adapt "
+                            f"(default: {','.join(d.lora_targets)})")
     speed.add_argument("--no-fast-dropout", dest="fast_dropout", action="store_false",
                        help="torch's own dropout and attention on CPU (the default draws dropout masks 15 bits at a "
                             "time: same rate, another random stream, a faster step)")

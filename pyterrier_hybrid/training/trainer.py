@@ -670,7 +670,9 @@ def prepare_training(
             model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
     trainer_train, trainer_eval, trainer_loss = distill_datasets.trainer_inputs(
         model, train_dataset, eval_dataset, loss, args, world_size)
-    trainer_class = lora_resuming_trainer(SentenceTransformerTrainer) if uses_lora(config) else SentenceTransformerTrainer
+    trainer_class = SentenceTransformerTrainer
+    if uses_lora(config):
+        trainer_class = lora_resuming_trainer(trainer_class)
     trainer = trainer_class(
         model=model, args=args, train_dataset=trainer_train, eval_dataset=trainer_eval, loss=trainer_loss
     )
