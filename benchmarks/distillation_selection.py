@@ -41,6 +41,9 @@ CANDIDATES: dict[str, dict] = {
     "mean+base": dict(contrastive=False, distill_parallel_weight=1.0, distill_base_weight=0.5, distill_target="mean"),
     "hybrid+mean+base": dict(alpha=0.5, max_steps=120, distill_parallel_weight=1.0, distill_base_weight=0.5,
                              distill_target="mean"),
+    # More movement away from the base within the same recipe: four times the learning rate, or four times the steps.
+    "mean-lr8e-5": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean", learning_rate=8e-5),
+    "mean-240steps": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean", max_steps=240),
 }
 
 MEASURES = (("monolingual", "mAP"), ("cross-lingual", "mAP"), ("multilingual", "mAP"),
