@@ -206,7 +206,8 @@ COLLECTION_FIT = "+coll"  # method suffix: fitted once on the collection's whole
 
 
 def _factory(base, method: str | None, query_topics=None, fit_candidates=None):
-    from pyterrier_hybrid.retrieval.debias import DebiasConfig, DebiasedRetrieverFactory
+    from pyterrier_hybrid.retrieval.debias import DebiasConfig
+    from pyterrier_hybrid.retrieval.debias_factory import DebiasedRetrieverFactory
 
     if not method:
         return base

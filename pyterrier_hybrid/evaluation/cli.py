@@ -148,7 +148,7 @@ def _check_irds_id(dataset_id: str) -> None:
 
 def _irds_config(args: argparse.Namespace, spec, n_systems: int):
     from ..retrieval.large import RetrieverConfig
-    from .runner import IrdsEvaluationConfig
+    from .irds_runner import IrdsEvaluationConfig
 
     tuning = {"hnsw_ef_search": args.hnsw_ef_search, "ivf_n_probe": args.ivf_nprobe, "ivf_n_list": args.ivf_nlist}
     index_dir = Path(args.index_dir) if args.index_dir else Path(args.out) / spec.name / "index"

@@ -210,7 +210,7 @@ def build_factory(spec: SystemSpec, options: SystemOptions = SystemOptions(), *,
     system and its debiased variants encode every candidate and query once.
     """
     if spec.debias is not None:
-        from .debias import DebiasedRetrieverFactory
+        from .debias_factory import DebiasedRetrieverFactory
 
         base = build_factory(SystemSpec(spec.name, spec.model), options, dense_factories=dense_factories)
         query_topics = None
