@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pyterrier_hybrid.evaluation.subsets import TopicSubset
+from pyterrier_hybrid.experiments.records import RunRecord, provenance, read_record
 from pyterrier_hybrid.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,15 +51,28 @@ def _commit() -> str:
 
 
 def _write_run_json(path: Path, step: str, started: float, **extra) -> None:
-    record = {"command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO))
-                                               if Path(sys.argv[0]).is_absolute() else sys.argv[0]]
-                                              + sys.argv[1:]),
-              "step": step, "git_commit": _commit(), "python": platform.python_version(),
-              "machine": "2 CPU cores shared with other jobs (timings noisy)",
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "wall_time_s": round(time.perf_counter() - started, 1), **extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    RunRecord({"step": step, **extra}, {"git_commit": _commit(), "wall_time_s": round(time.perf_counter() - started, 1),
+                                        "timings": "2 CPU cores shared with other jobs (noisy)", **provenance(),
+                                        "command": "python " + " ".join(_script_argv())}).write(path)
+
+
+def _script_argv() -> list[str]:
+    """The command line with the script relative to the repository (no machine paths in the records)."""
+    script = Path(sys.argv[0])
+    return [str(script.relative_to(REPO)) if script.is_absolute() else sys.argv[0], *sys.argv[1:]]
+
+
+def _evaluation_record(system: str, method: str, extra: dict) -> RunRecord:
+    """An evaluation's record; the result folder is ``<kind>/<collection>/<system>/<method>``, so the system and the
+    method are what a saved result must match to be reused."""
+    return RunRecord({"system": system, "method": method or "none"}, {**extra, "git_commit": _commit()})
+
+
+def _finished(out: Path, system: str, method: str) -> dict | None:
+    """The record of a finished evaluation in ``out`` of ``system`` with ``method``, or None."""
+    saved = read_record(out)
+    finished = (out / "summary.json").is_file() and _evaluation_record(system, method, {}).matches(saved)
+    return saved if finished else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -123,18 +136,19 @@ def _evaluate(factory, collection: str, out: Path, system: str, method: str, ext
     """Evaluate (or reuse a saved evaluation) and return the summary row."""
     from pyterrier_hybrid.evaluation import EvaluationResult, LAReQAEvaluationConfig, evaluate_lareqa
 
-    if (out / "summary.json").is_file():
+    saved = _finished(out, system, method)
+    if saved is not None:
         result = EvaluationResult.load(out)
-        record = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
-        wall = record.get("wall_time_s")
+        wall = saved.get("wall_time_s")
     else:
         started = time.perf_counter()
         result = evaluate_lareqa(factory, collection, system=f"{system}+{method}" if method else system,
                                  config=LAReQAEvaluationConfig(per_query=False, cross_check=False))
         wall = round(time.perf_counter() - started, 1)
         result.save(out)
-        (out / "run.json").write_text(json.dumps({"system": system, "method": method or "none", **extra,
-                                                  "wall_time_s": wall, "git_commit": _commit()}, indent=2) + "\n")
+        record = _evaluation_record(system, method, extra)
+        record.facts["wall_time_s"] = wall
+        record.write(out)  # after the result: a record means the result beside it is complete
     summary = result.summary_dict()
     return {"collection": getattr(collection, "name", collection), "system": system, "method": method or "none",
             **extra,
@@ -206,7 +220,8 @@ COLLECTION_FIT = "+coll"  # method suffix: fitted once on the collection's whole
 
 
 def _factory(base, method: str | None, query_topics=None, fit_candidates=None):
-    from pyterrier_hybrid.retrieval.debias import DebiasConfig, DebiasedRetrieverFactory
+    from pyterrier_hybrid.retrieval.debias import DebiasConfig
+    from pyterrier_hybrid.retrieval.debias_factory import DebiasedRetrieverFactory
 
     if not method:
         return base
@@ -307,7 +322,7 @@ def run(args) -> None:
     rows = []
     for text in args.system:
         spec = SystemSpec.parse(text)
-        todo = [m for m in methods if not (_result_dir("runs", args.eval, spec.name, m) / "summary.json").is_file()]
+        todo = [m for m in methods if _finished(_result_dir("runs", args.eval, spec.name, m), spec.name, m) is None]
         base = build_factory(SystemSpec(spec.name, spec.model), _options(args))
         if todo:
             prefill(base, "default" if spec.model == "default" else Path(spec.model).name, [args.eval],

@@ -28,7 +28,6 @@ Run (see benchmarks/README.md (g))::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -40,6 +39,7 @@ from typing import Iterator
 
 import numpy as np
 
+from pyterrier_hybrid.experiments.records import RunRecord, provenance, read_record
 from pyterrier_hybrid.provenance import git_commit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -419,7 +419,7 @@ def step_report(args) -> dict:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    records = [json.loads(p.read_text()) for p in sorted(args.out.glob("build-*.json"))]
+    records = [read_record(p) for p in sorted(args.out.glob("build-*.json"))]
     rows = []
     for r in records:
         rows.append({
@@ -439,7 +439,7 @@ def step_report(args) -> dict:
     table.to_csv(args.out / "large_collection.csv", index=False)
     lines = [_markdown(table)]
     ann_paths = sorted(args.out.glob("ann-*.json"))
-    ann = [json.loads(p.read_text()) for p in ann_paths]
+    ann = [read_record(p) for p in ann_paths]
     for path, a in zip(ann_paths, ann):
         frame = pd.DataFrame(a["records"]).fillna("")
         frame.to_csv(args.out / f"{path.stem}.csv", index=False)
@@ -447,7 +447,7 @@ def step_report(args) -> dict:
                       f"{a['measured_queries']} measured questions; chosen: {a['chosen']}):", "", _markdown(frame)]
     (args.out / "large_collection.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     runs = [{k: r.get(k) for k in ("command", "commit", "wall_s", "date")} for r in records + ann]
-    (args.out / "run.json").write_text(json.dumps({"runs": runs, "report_commit": _commit()}, indent=2) + "\n")
+    RunRecord({"runs": runs}, {"report_commit": _commit()}).write(args.out)
     single = table[table["processes"] == 1].sort_values("passages")
     if len(single):
         fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -501,14 +501,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     record = {"build": step_build, "ann": step_ann, "slice": step_slice, "report": step_report}[args.step](args)
     if record:
-        record.update({"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": _commit(),
-                       "wall_s": round(time.perf_counter() - started, 1),
-                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "cpus": os.cpu_count(), "machine": "shared by 5 helpers (timings noisy)"})
+        facts = {**provenance(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                 "wall_s": round(time.perf_counter() - started, 1), "cpus": os.cpu_count(),
+                 "timings": "shared machine (noisy)"}
         name = (f"build-{args.model}-{args.size}-{record['world_size']}p" if args.step == "build"
                 else f"ann-{args.index_dir.name}") + (f"-{args.tag}" if args.tag else "")
-        (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(json.dumps(record, indent=2))
+        print(RunRecord(record, facts).write(args.out / f"{name}.json").read_text(), end="")
     return 0
 
 

@@ -27,6 +27,8 @@ from pyterrier_hybrid.experiments.presets import (
     XQUAD_TO_MLQA,
     ComparisonPreset,
     Direction,
+    get_preset,
+    override_preset,
 )
 from pyterrier_hybrid.experiments.significance import balanced_pairs
 from pyterrier_hybrid.experiments.training_curves import plot_loss_curves, training_runs_table
@@ -437,3 +439,37 @@ def test_sweep_only_without_a_main_run_fails_clearly(smoke_run, tiny_model_path,
     args = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out), "--sweep-only", "--skip-training"]
     assert compare(args) == 2
     assert "run the preset without --sweep-only first" in capsys.readouterr().err
+
+
+@pytest.mark.lareqa
+def test_a_resumed_comparison_reads_the_committed_results_as_finished(lareqa_dir):
+    """The results committed under benchmarks/results/paper_comparison were written by earlier versions: a comparison
+    resumed over that folder with the recorded settings reads their systems back instead of evaluating them again
+    (the models themselves are not committed: a trained system is matched through its recorded training time)."""
+    from pyterrier_hybrid.experiments.comparison import Comparison
+    from pyterrier_hybrid.experiments.records import read_record
+    from pyterrier_hybrid.experiments.systems import SystemEntry
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "paper_comparison" / "paper-cpu"
+    recorded = json.loads((committed / "run.json").read_text())
+    preset = override_preset(get_preset("paper-cpu"), debias=recorded["preset"]["debias"])
+    comparison = Comparison(preset, committed, progress=False)
+    setup = comparison.direction_setup(MLQA_TO_XQUAD)
+    trained = SystemEntry("hybrid (alpha=0.5)", "alpha-0.5", str(committed / "models" / "mlqa-r-alpha0.5-seed42"),
+                          42, 0.5)
+    folder = comparison.system_folder(MLQA_TO_XQUAD, trained)
+    comparison.training_records[Path(trained.model).name] = {"finished": read_record(folder)["training_finished"]}
+    systems = [(SystemEntry("BM25", "bm25", "bm25"), None), (SystemEntry("base (untrained)", "base", "default"), None),
+               (SystemEntry("base (untrained) + debias", "base-debias", "default", None, None, (("debias", "mean"),)),
+                None), (trained, read_record(folder)["max_length"])]
+    for system, max_length in systems:
+        folder = comparison.system_folder(MLQA_TO_XQUAD, system)
+        record = comparison.evaluation_record(setup, system, max_length)
+        run = comparison.finished_evaluation(system, folder, record, None)
+        assert run is not None, (folder, record.differences(read_record(folder)))
+        assert run.record["evaluation_reused"] and run.result.summary_dict()["multilingual"]["mAP"] > 0
+    # another setting is another run: the same folder is not reused
+    other = comparison.evaluation_record(setup, systems[0][0], None)
+    other.identity["langs"] = ["en"]
+    assert comparison.finished_evaluation(systems[0][0], comparison.system_folder(MLQA_TO_XQUAD, systems[0][0]),
+                                          other, None) is None

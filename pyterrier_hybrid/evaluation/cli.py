@@ -69,25 +69,17 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
     """
     from ..datasets import ReleaseFiles
     from ..datasets.irds import setting_of
-    from ..models import resolve_model
-    from ..retrieval.systems import BM25_SPEC, SystemSpec
+    from ..retrieval.systems import SystemSpecError, check_model, check_unique_names, parse_system, with_debias_rows
 
-    specs = []
-    for text in args.models or ["default"]:
-        try:
-            specs.append(SystemSpec.parse(text))
-        except ValueError as e:
-            raise UserError(f"--model: {e}") from None
+    try:
+        specs = [parse_system(text) for text in args.models or ["default"]]
+    except SystemSpecError as e:
+        raise UserError(f"--model: {e}") from None
     if getattr(args, "debias", None):
-        from ..retrieval.systems import with_debias_rows
-
         specs = with_debias_rows(specs, [m.strip() for m in args.debias.split(",") if m.strip()])
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise UserError(f"two systems share a name ({', '.join(names)}): name them with NAME=MODEL")
+    check_unique_names(specs)
     for spec in specs:
-        if spec.model not in (BM25_SPEC, "default"):
-            resolve_model(spec.model)  # a local folder must exist and hold a model; "default" is built later
+        check_model(spec.model)  # a local folder must exist and hold a model; "default" is built later
 
     collection = args.collection.removeprefix("irds:")
     langs = args.langs
@@ -156,7 +148,7 @@ def _check_irds_id(dataset_id: str) -> None:
 
 def _irds_config(args: argparse.Namespace, spec, n_systems: int):
     from ..retrieval.large import RetrieverConfig
-    from .runner import IrdsEvaluationConfig
+    from .irds_runner import IrdsEvaluationConfig
 
     tuning = {"hnsw_ef_search": args.hnsw_ef_search, "ivf_n_probe": args.ivf_nprobe, "ivf_n_list": args.ivf_nlist}
     index_dir = Path(args.index_dir) if args.index_dir else Path(args.out) / spec.name / "index"

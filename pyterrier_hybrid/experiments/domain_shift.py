@@ -13,30 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from ..datasets import lareqa_collection
-from ..datasets.settings import SETTING_TYPES
 from ..evaluation import evaluate_lareqa
-from ..evaluation.plots import new_figure, save_figure
-from ..evaluation.report import markdown_table
 from ..evaluation.subsets import TopicSubset
-from ..provenance import command_line, git_facts, utc_now, versions, write_json
-from ..retrieval.systems import SystemSpec
+from ..retrieval.systems import SystemSpec, check_systems
 from ..robustness.evaluation import relative_drop
 from ..training.config import CONFIG_FILE, HybridTrainingConfig
-from .robustness import (
-    RobustnessError,
-    StudyOptions,
-    build_system,
-    check_system_models,
-    evaluation_config,
-    percent,
-)
+from .records import RunRecord, provenance
+from .robustness import build_system, evaluation_config
+from .robustness_config import RobustnessError, StudyOptions
+from .robustness_plots import plot_domain_shift
+from .robustness_report import domain_shift_markdown
 
-__all__ = ["DomainShiftConfig", "held_out_articles", "plot_domain_shift", "run_domain_shift"]
+__all__ = ["DomainShiftConfig", "held_out_articles", "plot_domain_shift", "run_domain_shift"]  # the plot: re-exported
 
 
 @dataclass(frozen=True)
@@ -63,8 +55,8 @@ class DomainShiftConfig(StudyOptions):
 
     def pairs(self) -> dict[str, tuple[SystemSpec, SystemSpec]]:
         """name -> (in-collection spec, cross-collection spec)."""
-        cross = {s.name: s for s in check_system_models(self.cross)}
-        in_collection = {s.name: s for s in check_system_models(self.in_collection)}
+        cross = {s.name: s for s in check_systems(self.cross)}
+        in_collection = {s.name: s for s in check_systems(self.in_collection)}
         if set(cross) != set(in_collection):
             raise RobustnessError(f"--cross and --in-collection must name the same pairs: {sorted(cross)} vs "
                                   f"{sorted(in_collection)}")
@@ -113,9 +105,9 @@ def run_domain_shift(config: DomainShiftConfig, out: str | Path) -> dict[str, An
         subset = TopicSubset.sample_per_language(held_out, config.max_queries_per_lang, config.seed, langs)
         results = {}
         for role, spec in (("in_collection", in_spec), ("cross_collection", cross_spec)):
-            system = build_system(f"{name}-{role}={spec.model}", config)
+            system, factory = build_system(f"{name}-{role}={spec.model}", config)
             tqdm.write(f"{name}: {role} model {spec.model} on {subset!r}")
-            results[role] = evaluate_lareqa(system.factory, subset, langs, system=system.name, config=eval_config)
+            results[role] = evaluate_lareqa(factory, subset, langs, system=system.label, config=eval_config)
         merged = results["in_collection"].summary.merge(
             results["cross_collection"].summary, on=["setting_type", "measure"], suffixes=("_in", "_cross"))
         for row in merged.itertuples(index=False):
@@ -130,18 +122,13 @@ def run_domain_shift(config: DomainShiftConfig, out: str | Path) -> dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows)
     table.to_csv(out / "domain_shift.csv", index=False)
-    run = {"mode": "domain-shift", **git_facts(), "preset": config.preset, "seed": config.seed,
-           "collection": config.collection, "langs": list(langs), "max_queries_per_lang": config.max_queries_per_lang,
-           "pairs": pairs, "wall_time_s": round(time.perf_counter() - started, 1), "date": utc_now(),
-           "versions": versions(), "command": command_line()}
-    write_json(out / "run.json", run)
-    shown = table.assign(relative_cost=table["relative_cost"].map(percent))
-    lines = [f"# Domain shift on {config.collection} ({' '.join(langs)})", "",
-             f"Commit `{run['commit']}`, seed {config.seed}. Each pair is evaluated on the questions of the "
-             "in-collection model's held-out articles (full candidate pools). *difference* = cross - in-collection; "
-             "*relative_cost* = relative drop from in-collection to cross-collection training (positive: the shift "
-             "costs). Wall time {:.0f} s.".format(run["wall_time_s"]), "", markdown_table(shown), ""]
-    markdown = "\n".join(lines)
+    record = RunRecord({"mode": "domain-shift", "preset": config.preset, "seed": config.seed,
+                        "collection": config.collection, "langs": list(langs),
+                        "max_queries_per_lang": config.max_queries_per_lang, "pairs": pairs},
+                       {"wall_time_s": round(time.perf_counter() - started, 1), **provenance()})
+    record.write(out)
+    run = record.to_dict()
+    markdown = domain_shift_markdown(run, table)
     (out / "domain_shift.md").write_text(markdown, encoding="utf-8")
     plot_domain_shift(table, out / "domain_shift.png")
     return {"markdown": markdown, "table": table, "run": run}
@@ -153,29 +140,3 @@ def read_articles(path: str | Path) -> tuple[str, ...]:
     if not path.is_file():
         raise RobustnessError(f"held-out articles file {str(path)!r} does not exist")
     return tuple(a.strip() for a in path.read_text(encoding="utf-8").splitlines() if a.strip())
-
-
-def plot_domain_shift(table: pd.DataFrame, path: Path) -> None:
-    """mAP in- vs cross-collection per setting type, one panel per pair, one y scale for all."""
-    data = table[table["measure"] == "mAP"]
-    if data.empty:
-        return
-    names = list(dict.fromkeys(data["name"]))
-    types = [t for t in SETTING_TYPES if t in set(data["setting_type"])]
-    figure = new_figure(max(5.0, 2.2 * len(names) + 2), 3.6)
-    # One y scale for every pair, so that the panels compare systems as well as in- vs cross-collection.
-    axes = figure.subplots(1, len(names), squeeze=False, sharey=True)[0]
-    for ax, name in zip(axes, names):
-        part = data[data["name"] == name].set_index("setting_type").reindex(types)
-        x = np.arange(len(types))
-        for offset, column, label in ((-0.2, "in_collection", "in-collection (held-out articles)"),
-                                      (0.2, "cross_collection", "cross-collection")):
-            bars = ax.bar(x + offset, part[column], 0.4, label=label)
-            ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=1)
-        ax.set_xticks(x, labels=types, fontsize=7)
-        ax.set_title(name, fontsize=8)
-    axes[0].set_ylabel("mAP", fontsize=7)
-    axes[0].set_ylim(0, 1)
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7)
-    save_figure(figure, path, dpi=120)

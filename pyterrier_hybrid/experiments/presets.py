@@ -168,22 +168,33 @@ class ComparisonPreset:
         return data
 
 
+def _cpu_training(*, batch_size: int, max_steps: int, max_seq_length: int, logging_steps: int) -> HybridTrainingConfig:
+    """A short CPU training run: bf16 autocast, frozen word embeddings, sentences, no held-out split, no
+    intermediate checkpoints; the presets differ in batch, steps, token limit and logging only."""
+    return HybridTrainingConfig(
+        batch_size=batch_size, max_steps=max_steps, learning_rate=3e-5, warmup=0.1, max_seq_length=max_seq_length,
+        bf16=True, freeze_word_embeddings=True, candidate_text="sentence", eval_fraction=0.0, save_steps=1000,
+        logging_steps=logging_steps,
+    )
+
+
+def _cpu_preset(name: str, description: str, training: HybridTrainingConfig, **fields: Any) -> ComparisonPreset:
+    """A preset sized for CPUs: sentence-only candidates in retrieval, one balanced cross-lingual pair per query
+    language in the significance tests, the other ``fields`` as given."""
+    return ComparisonPreset(name=name, description=description, training=training, candidate_text="sentence",
+                            significance_pairs_per_language=1, **fields)
+
+
 PRESETS: dict[str, ComparisonPreset] = {
-    "cpu": ComparisonPreset(
-        name="cpu",
-        description=(
+    "cpu": _cpu_preset(
+        "cpu",
+        (
             "about an hour on 2 CPU cores: 100 steps of batch 32 per trained system (bf16 autocast, frozen word "
             "embeddings, sentences of at most 128 tokens), sentence-only candidates in training and retrieval, one "
             "seed, sweep on MLQA-R -> XQuAD-R only"
         ),
-        training=HybridTrainingConfig(
-            batch_size=32, max_steps=100, learning_rate=3e-5, warmup=0.1, max_seq_length=128, bf16=True,
-            freeze_word_embeddings=True, candidate_text="sentence", eval_fraction=0.0, save_steps=1000,
-            logging_steps=10,
-        ),
-        candidate_text="sentence",
+        training=_cpu_training(batch_size=32, max_steps=100, max_seq_length=128, logging_steps=10),
         seeds=(42,),
-        significance_pairs_per_language=1,
     ),
     "gpu": ComparisonPreset(
         name="gpu",
@@ -202,29 +213,23 @@ PRESETS: dict[str, ComparisonPreset] = {
         encode_batch_size=256,
         significance_pairs_per_language=2,
     ),
-    "demo": ComparisonPreset(
-        name="demo",
-        description=(
+    "demo": _cpu_preset(
+        "demo",
+        (
             "a small end-to-end version in about 15 minutes on 2 CPU cores: hybrid (alpha 0.5) and monolingual "
             "(alpha 1) training on MLQA-R (60 steps of batch 16, 96 tokens, bf16, frozen word embeddings, "
             "sentences), evaluation on XQuAD-R en de zh ar + th (never trained on) with BM25 and the untrained base"
         ),
-        training=HybridTrainingConfig(
-            batch_size=16, max_steps=60, learning_rate=3e-5, warmup=0.1, max_seq_length=96, bf16=True,
-            freeze_word_embeddings=True, candidate_text="sentence", eval_fraction=0.0, save_steps=1000,
-            logging_steps=5,
-        ),
+        training=_cpu_training(batch_size=16, max_steps=60, max_seq_length=96, logging_steps=5),
         directions=(MLQA_TO_XQUAD,),
         main_systems=(("X-X-mono", 1.0), ("hybrid", 0.5)),
         sweep_directions=(),
         eval_langs={"xquad-r": ("en", "de", "zh", "ar", "th")},
-        candidate_text="sentence",
         encoders=(),
-        significance_pairs_per_language=1,
     ),
-    "paper-cpu": ComparisonPreset(
-        name="paper-cpu",
-        description=(
+    "paper-cpu": _cpu_preset(
+        "paper-cpu",
+        (
             "the paper's recipe sized for 2 CPU cores (training.recipes.PAPER_CPU_RECIPE: batches of 100 triplets "
             "with a same-paragraph hard negative, cached MNRL, bf16, at most 4 epochs with early stopping on the "
             "held-out loss), MLQA-R -> XQuAD-R with three seeds; about 150 minutes on 2 quiet cores (measured; "
@@ -235,12 +240,10 @@ PRESETS: dict[str, ComparisonPreset] = {
         directions=(MLQA_TO_XQUAD,),
         seeds=(42, 43, 44),
         sweep_directions=(),
-        candidate_text="sentence",
-        significance_pairs_per_language=1,
     ),
-    "distill-cpu": ComparisonPreset(
-        name="distill-cpu",
-        description=(
+    "distill-cpu": _cpu_preset(
+        "distill-cpu",
+        (
             "distillation from the frozen starting model, the recipe chosen on MLQA-R's held-out articles "
             "(training.recipes.DISTILL_CPU_RECIPE: 60 batches of 112 parallel rows pulled to their group's mean, "
             "bf16, frozen word embeddings), both directions, three seeds; about 7 minutes of training and 4 of "
@@ -250,9 +253,7 @@ PRESETS: dict[str, ComparisonPreset] = {
         main_systems=(("distilled", 1.0),),
         seeds=(42, 43, 44),
         sweep_directions=(),
-        candidate_text="sentence",
         encoders=(),
-        significance_pairs_per_language=1,
     ),
 }
 
@@ -285,8 +286,29 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
 
     Every value is checked (:class:`PresetError` names the problem) before anything is trained.
     """
+    changes = _evaluation_changes(preset, encoders=encoders, extra_systems=extra_systems, debias=debias,
+                                  seeds=seeds, directions=directions, langs=langs, sweep_alphas=sweep_alphas,
+                                  max_queries=max_queries, answer_paragraphs_only=answer_paragraphs_only,
+                                  significance_pairs_per_language=significance_pairs_per_language)
+    if main_systems is not None:
+        changes["main_systems"] = tuple((label, float(alpha)) for label, alpha in main_systems)
+    training_changes = _training_changes(max_steps, batch_size, training)
+    if training_changes.get("contrastive") is False and len(changes.get("main_systems", preset.main_systems)) > 1:
+        raise PresetError("systems trained without contrastive batches differ by seed only, not by alpha: give one "
+                          "trained system (e.g. --trained distilled=1)")
+    if training_changes:
+        try:
+            changes["training"] = dataclasses.replace(preset.training, **training_changes)
+        except ValueError as error:
+            raise PresetError(str(error)) from error
+    return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _evaluation_changes(preset: ComparisonPreset, *, encoders, extra_systems, debias, seeds, directions, langs,
+                        sweep_alphas, max_queries, answer_paragraphs_only,
+                        significance_pairs_per_language) -> dict[str, Any]:
+    """The preset fields :func:`override_preset` changes besides the trained systems and their training."""
     changes: dict[str, Any] = {}
-    training_changes: dict[str, Any] = {}
     if encoders is not None or extra_systems:
         changes["encoders"] = tuple(preset.encoders if encoders is None else encoders) + tuple(extra_systems)
     if debias is not None:
@@ -312,23 +334,16 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
     if significance_pairs_per_language is not None:
         k = significance_pairs_per_language
         changes["significance_pairs_per_language"] = None if k < 0 else k
-    if max_steps is not None:
-        if max_steps < 1:
-            raise PresetError(f"max_steps must be a positive integer, got {max_steps}")
-        training_changes["max_steps"] = max_steps
-    if batch_size is not None:
-        if batch_size < 1:
-            raise PresetError(f"batch_size must be a positive integer, got {batch_size}")
-        training_changes["batch_size"] = batch_size
-    if main_systems is not None:
-        changes["main_systems"] = tuple((label, float(alpha)) for label, alpha in main_systems)
-    training_changes.update(training or {})
-    if training_changes.get("contrastive") is False and len(changes.get("main_systems", preset.main_systems)) > 1:
-        raise PresetError("systems trained without contrastive batches differ by seed only, not by alpha: give one "
-                          "trained system (e.g. --trained distilled=1)")
-    if training_changes:
-        try:
-            changes["training"] = dataclasses.replace(preset.training, **training_changes)
-        except ValueError as error:
-            raise PresetError(str(error)) from error
-    return dataclasses.replace(preset, **changes) if changes else preset
+    return changes
+
+
+def _training_changes(max_steps: int | None, batch_size: int | None,
+                      training: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The training fields :func:`override_preset` changes: the budget, checked here, and any other field."""
+    changes: dict[str, Any] = {}
+    for name, value in (("max_steps", max_steps), ("batch_size", batch_size)):
+        if value is not None:
+            if value < 1:
+                raise PresetError(f"{name} must be a positive integer, got {value}")
+            changes[name] = value
+    return {**changes, **(training or {})}

@@ -115,7 +115,7 @@ def significance_tests(system_runs: Sequence[Any], test_sets: Sequence[TestSet],
 
     ``system_runs``: objects with ``label``, ``seed`` (None: untrained, part of every seed's test) and ``runs``
     (setting type -> :class:`~pyterrier_hybrid.evaluation.runs.TopRun`), e.g.
-    :class:`~pyterrier_hybrid.experiments.comparison.SystemRun`.
+    :class:`~pyterrier_hybrid.experiments.systems.SystemRun`.
     """
     import pyterrier as pt
     from pyterrier.measures import AP, R

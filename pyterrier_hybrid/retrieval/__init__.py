@@ -33,7 +33,7 @@ _EXPORTS = {
     "SystemOptions": ".systems",
     "build_factory": ".systems",
     "DebiasConfig": ".debias",
-    "DebiasedRetrieverFactory": ".debias",
+    "DebiasedRetrieverFactory": ".debias_factory",
     "LanguageDebias": ".debias",
     "LanguageIdentifier": ".debias_langid",
 }

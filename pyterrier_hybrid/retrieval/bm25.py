@@ -102,26 +102,12 @@ class BM25Retriever(pt.Transformer):
         lang: the language of every candidate when the frame has no ``lang`` column.
         """
         import bm25s
-        from tqdm.auto import tqdm
 
         fields = (fields,) if isinstance(fields, str) else tuple(fields)
         if not fields:
             raise ValueError("fields must name at least one text column of the candidates")
-        if tokenizer is None or isinstance(tokenizer, TokenizerConfig):
-            tokenizer = MultilingualTokenizer(tokenizer)
-        elif not callable(getattr(tokenizer, "tokenize", None)):
-            raise TypeError(f"tokenizer must have a tokenize(text, lang) method, got {type(tokenizer).__name__}")
-        required = ["docno", *fields] + ([] if lang is not None else ["lang"])
-        missing = [column for column in required if column not in candidates.columns]
-        if missing:
-            hint = " (or pass lang= for a pool in one language)" if "lang" in missing else ""
-            raise ValueError(f"candidates lack the column(s) {missing}{hint}; they have {list(candidates.columns)}")
-        if len(candidates) == 0:
-            raise ValueError("candidates is empty: there is nothing to index")
-        duplicated = candidates["docno"][candidates["docno"].duplicated()]
-        if len(duplicated):
-            raise ValueError(f"candidates have duplicate docnos, e.g. {list(duplicated[:3])}")
-
+        tokenizer = _checked_tokenizer(tokenizer)
+        _check_candidates(candidates, fields, lang)
         # Index in ascending docno order: a stable sort by score then breaks ties by docno.
         candidates = candidates.assign(docno=candidates["docno"].astype(str)).sort_values("docno", kind="stable")
         docnos = np.asarray(candidates["docno"], dtype=object)
@@ -130,24 +116,7 @@ class BM25Retriever(pt.Transformer):
             doc_langs = np.full(len(candidates), lang, dtype=object)
         field_values = [np.asarray(candidates[name], dtype=object) for name in fields]
 
-        # Candidates of one paragraph share its context: tokenise each distinct (language, text) once.
-        cache: dict[tuple[str, str], list[str]] = {}
-
-        def terms(text, language: str) -> list[str]:
-            if not isinstance(text, str):
-                if pd.isna(text):
-                    return []
-                raise TypeError(f"candidate fields {list(fields)} must hold text, found {type(text).__name__} {text!r}")
-            key = (language, text)
-            if key not in cache:
-                cache[key] = tokenizer.tokenize(text, language)
-            return cache[key]
-
-        corpus_tokens = [
-            [term for values in field_values for term in terms(values[i], doc_langs[i])]
-            for i in tqdm(range(len(candidates)), desc="BM25 tokenising candidates", unit="doc",
-                          disable=not show_progress)
-        ]
+        corpus_tokens = _tokenized_candidates(field_values, doc_langs, fields, tokenizer, show_progress)
         if not any(corpus_tokens):
             raise ValueError(
                 f"none of the {len(candidates)} candidates has a word in fields {list(fields)}: nothing to index"
@@ -210,6 +179,53 @@ class BM25Retriever(pt.Transformer):
         results["score"] = np.take_along_axis(scores, order, axis=1).ravel().astype(np.float64)
         results["rank"] = np.tile(np.arange(depth), len(topics))
         return pd.DataFrame(results)
+
+
+def _checked_tokenizer(tokenizer):
+    """A MultilingualTokenizer for None or a TokenizerConfig; any other tokenizer must have ``tokenize``."""
+    if tokenizer is None or isinstance(tokenizer, TokenizerConfig):
+        return MultilingualTokenizer(tokenizer)
+    if not callable(getattr(tokenizer, "tokenize", None)):
+        raise TypeError(f"tokenizer must have a tokenize(text, lang) method, got {type(tokenizer).__name__}")
+    return tokenizer
+
+
+def _check_candidates(candidates: pd.DataFrame, fields: tuple[str, ...], lang: str | None) -> None:
+    """The candidates have a docno, every field and a language (column or ``lang``), unique docnos, and rows."""
+    required = ["docno", *fields] + ([] if lang is not None else ["lang"])
+    missing = [column for column in required if column not in candidates.columns]
+    if missing:
+        hint = " (or pass lang= for a pool in one language)" if "lang" in missing else ""
+        raise ValueError(f"candidates lack the column(s) {missing}{hint}; they have {list(candidates.columns)}")
+    if len(candidates) == 0:
+        raise ValueError("candidates is empty: there is nothing to index")
+    duplicated = candidates["docno"][candidates["docno"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"candidates have duplicate docnos, e.g. {list(duplicated[:3])}")
+
+
+def _tokenized_candidates(field_values, doc_langs, fields, tokenizer, show_progress: bool) -> list[list[str]]:
+    """Every candidate's terms, field after field (a field is tokenised on its own)."""
+    from tqdm.auto import tqdm
+
+    # Candidates of one paragraph share its context: tokenise each distinct (language, text) once.
+    cache: dict[tuple[str, str], list[str]] = {}
+
+    def terms(text, language: str) -> list[str]:
+        if not isinstance(text, str):
+            if pd.isna(text):
+                return []
+            raise TypeError(f"candidate fields {list(fields)} must hold text, found {type(text).__name__} {text!r}")
+        key = (language, text)
+        if key not in cache:
+            cache[key] = tokenizer.tokenize(text, language)
+        return cache[key]
+
+    return [
+        [term for values in field_values for term in terms(values[i], doc_langs[i])]
+        for i in tqdm(range(len(doc_langs)), desc="BM25 tokenising candidates", unit="doc",
+                      disable=not show_progress)
+    ]
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,11 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
+
+from ..errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         dataset_id = args.dataset.removeprefix("irds:")
         dataset = ir_datasets.load(dataset_id)
         if not dataset.has_docs():
-            raise SystemExit(f"ir_datasets dataset {dataset_id!r} has no docs")
+            raise UserError(f"ir_datasets dataset {dataset_id!r} has no docs")
         config = BiEncoderConfig(candidate_text=args.candidate_text, precision=args.precision,
                                  batch_size=args.batch_size, max_length=args.max_length)
         encoder = SentenceTransformerBiEncoder(args.model, config)
@@ -108,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyterrier_hybrid.retrieval.sharded",
                                      description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except UserError as error:
+        from ..cli import error_line
+
+        print(error_line(parser.prog, error), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

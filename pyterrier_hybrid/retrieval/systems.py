@@ -11,12 +11,22 @@ the factory is asked for (never on the evaluation questions, unless COLLECTION i
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from ..errors import UserError
 
 BM25_SPEC = "bm25"
 DEBIAS_MARK = "+debias:"
+#: Attributes under which a wrapping factory keeps the factory it wraps (a cache, a debiased factory).
+WRAPPED_FACTORY_ATTRIBUTES = ("factory", "base", "inner")
+
+
+class SystemSpecError(UserError, ValueError):
+    """A system specification that does not parse, names a missing model, or sets an option SystemSpec lacks."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,92 @@ class SystemSpec:
         """The same system debiased by ``method``, named ``<name>+<method>``."""
         return SystemSpec(f"{self.name}+{debias_slug(method)}", self.model, method)
 
+    def options(self) -> tuple[tuple[str, Any], ...]:
+        """The fields beyond name and model that differ from their defaults, as (name, value) pairs: what a result
+        folder records to tell a debiased system from its plain one."""
+        options = []
+        for field in dataclasses.fields(self):
+            if field.name in ("name", "model"):
+                continue
+            value = getattr(self, field.name)
+            default = field.default if field.default is not dataclasses.MISSING else (
+                field.default_factory() if field.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+            if value != default:
+                options.append((field.name, value))
+        return tuple(options)
+
+    def with_options(self, options: Sequence[tuple[str, Any]]) -> "SystemSpec":
+        """The spec with extra fields set (the pairs :meth:`options` gives); a field this version lacks, or a value
+        it refuses, is a :class:`SystemSpecError`."""
+        if not options:
+            return self
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = [name for name, _ in options if name not in known]
+        if unknown:
+            raise SystemSpecError(f"this version's SystemSpec has no option {', '.join(map(repr, unknown))} (it has "
+                                  f"{', '.join(sorted(known))})")
+        try:
+            return dataclasses.replace(self, **dict(options))
+        except ValueError as error:
+            raise SystemSpecError(str(error)) from error
+
+
+def parse_system(text: str) -> SystemSpec:
+    """``SystemSpec.parse(text)``, its errors as :class:`SystemSpecError` (a user error naming the text)."""
+    try:
+        return SystemSpec.parse(text)
+    except ValueError as error:
+        raise SystemSpecError(f"system {text!r}: {error}") from error
+
+
+def check_model(model: str) -> None:
+    """Fail early (a user error) on a model that names no existing folder and is no hub id; ``default`` and
+    ``bm25`` are accepted without building anything."""
+    if model in ("default", BM25_SPEC):
+        return
+    from ..models import resolve_model
+
+    resolve_model(model)
+
+
+def check_systems(texts: Iterable[str]) -> list[SystemSpec]:
+    """The parsed specs of ``texts``, every model checked (:func:`check_model`) before anything is built."""
+    specs = [parse_system(text) for text in texts]
+    for spec in specs:
+        check_model(spec.model)
+    return specs
+
+
+def check_unique_names(specs: Sequence[SystemSpec]) -> None:
+    """Two systems with one name would write over each other's results: a :class:`SystemSpecError`."""
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise SystemSpecError(f"two systems share a name ({', '.join(names)}): name them with NAME=MODEL")
+
+
+def find_encoder(system, *, through_wrappers: bool = True) -> Any:
+    """The bi-encoder behind a system: the system itself when it is a pyterrier-dr ``BiEncoder``, else its
+    ``encoder``; with ``through_wrappers``, also the encoder of the factory a wrapper keeps as ``factory``, ``base``
+    or ``inner`` (a :class:`~pyterrier_hybrid.evaluation.cache.RetrieverCache`, a debiased factory). None for BM25.
+
+    Without ``through_wrappers`` a wrapper is not looked into: e.g. a debiased factory is not its base encoder when
+    the caller would use the encoder in place of the whole system."""
+    import pyterrier_dr
+
+    seen = set()
+    while system is not None and id(system) not in seen:
+        seen.add(id(system))
+        if isinstance(system, pyterrier_dr.BiEncoder):
+            return system
+        encoder = getattr(system, "encoder", None)
+        if encoder is not None:
+            return encoder
+        if not through_wrappers:
+            return None
+        system = next((getattr(system, name) for name in WRAPPED_FACTORY_ATTRIBUTES
+                       if getattr(system, name, None) is not None), None)
+    return None
+
 
 def debias_slug(method: str) -> str:
     """A file-name-safe label of a debiasing method: ``mean``, ``lir2``, ``global4``, ``mean@mlqa-r``."""
@@ -114,7 +210,7 @@ def build_factory(spec: SystemSpec, options: SystemOptions = SystemOptions(), *,
     system and its debiased variants encode every candidate and query once.
     """
     if spec.debias is not None:
-        from .debias import DebiasedRetrieverFactory
+        from .debias_factory import DebiasedRetrieverFactory
 
         base = build_factory(SystemSpec(spec.name, spec.model), options, dense_factories=dense_factories)
         query_topics = None
