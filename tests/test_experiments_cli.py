@@ -14,6 +14,7 @@ import pytest
 
 from pyterrier_hybrid.cli import build_parser
 from pyterrier_hybrid.cli import main as cli_main
+from pyterrier_hybrid.errors import UserError
 
 # Prints the heavy libraries a command imported (after its own stderr line): none may be loaded before the error.
 WRAPPER = (
@@ -84,6 +85,18 @@ def test_compare_takes_language_lists_with_commas_or_spaces(langs, tmp_path):
     comparison = comparison_from_args(args)
     assert comparison.preset.eval_langs == {"xquad-r": ("de", "en")}
     assert comparison.train_langs == ("en", "de")
+
+
+def test_compare_sets_the_learning_rate_of_every_trained_system(tmp_path):
+    from pyterrier_hybrid.experiments.compare_cli import comparison_from_args
+
+    args = build_parser().parse_args(["compare", "--preset", "distill-cpu", "--learning-rate", "2e-5", "--out",
+                                      str(tmp_path)])
+    comparison = comparison_from_args(args)
+    assert comparison.preset.training.learning_rate == 2e-5
+    assert comparison.preset.training.distill_parallel_weight == 1.0  # the rest of the recipe is kept
+    with pytest.raises(UserError, match="learning_rate must be positive"):
+        comparison_from_args(build_parser().parse_args(["compare", "--preset", "demo", "--learning-rate", "0"]))
 
 
 def test_the_cli_modules_list_the_presets_and_kinds_of_the_library():

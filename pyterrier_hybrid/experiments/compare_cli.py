@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training languages (default: all of the training collection's)")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps (overrides the preset's budget)")
     parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
+    parser.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                        help="learning rate of every trained system (default: the preset's)")
     parser.add_argument("--trained", nargs="+", default=None, metavar="LABEL=ALPHA",
                         help="the trained systems of the table, e.g. X-X-mono=1 hybrid=0.5 (default: the preset's)")
     parser.add_argument("--distill-base", type=float, default=None, metavar="WEIGHT",
@@ -105,6 +107,7 @@ def comparison_from_args(args: argparse.Namespace):
         significance_pairs_per_language=args.significance_pairs_per_language, max_steps=args.max_steps,
         batch_size=args.batch_size, main_systems=parse_trained(args.trained),
         training={name: value for name, value in (
+            ("learning_rate", args.learning_rate),
             ("distill_base_weight", args.distill_base), ("distill_parallel_weight", args.distill_parallel),
             ("distill_target", args.distill_target), ("contrastive", False if args.no_contrastive else None))
             if value is not None},
