@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from ..cli_args import add_language_option
@@ -28,8 +29,14 @@ _DEFAULTS = HybridTrainingConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``pyterrier-hybrid train``."""
-    d = _DEFAULTS
+    """The options of ``pyterrier-hybrid train``, by group."""
+    for add_group in (_add_data_options, _add_recipe_options, _add_distillation_options, _add_speed_options,
+                      _add_output_options):
+        add_group(parser, _DEFAULTS)
+
+
+def _add_data_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """The model to start from and the training data."""
     data = parser.add_argument_group("model and data")
     data.add_argument("--base-model", default=None, metavar="MODEL",
                       help="model to fine-tune: 'default' (embedded multilingual-e5-small), a sentence-transformers "
@@ -56,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="fraction of articles held out for the validation loss, 0 for none "
                            f"(default: {d.eval_fraction})")
 
+
+def _add_recipe_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """The recipe: batches, optimiser, loss."""
     recipe = parser.add_argument_group("training recipe")
     recipe.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                         help="start from a named recipe (paper-cpu: batch 100 triplets with a same-paragraph hard "
@@ -89,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--gather-across-devices", action="store_true",
                         help="with several devices, use the other devices' passages as negatives too")
 
+
+def _add_distillation_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """Distillation from the starting model."""
     distill = parser.add_argument_group("distillation from the starting model (frozen teacher)")
     distill.add_argument("--distill-base", dest="distill_base_weight", type=float, default=d.distill_base_weight,
                          metavar="WEIGHT", help="weight of the cosine distance between the student's and the starting "
@@ -103,6 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--no-contrastive", dest="contrastive", action="store_false",
                          help="train the parallel distillation batches alone (no InfoNCE batches)")
 
+
+def _add_speed_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """What makes a step faster or smaller without changing what it learns (mostly)."""
     speed = parser.add_argument_group("speed and memory")
     speed.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
     speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
@@ -128,6 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="memory the run may use (default: 80%% of what is available); a batch estimated not to "
                             "fit trains with cached-mnrl (same gradients) in mini-batches that fit")
 
+
+def _add_output_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """Outputs, checkpoints, validation and logging."""
     output = parser.add_argument_group("output and checkpoints")
     output.add_argument("--output-dir", "-o", default=d.output_dir,
                         help=f"output folder: model, training_config.json, loss curve, README.md, checkpoints/ "
@@ -148,54 +167,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
-    base_model = args.base_model if args.base_model not in (None, "default") else None
-    config = HybridTrainingConfig(
-        base_model=base_model,
+    """The configuration ``args`` ask for: an option whose name is a configuration field gives that field (the
+    others keep their defaults), a few in another form."""
+    values = {f.name: getattr(args, f.name) for f in fields(HybridTrainingConfig) if hasattr(args, f.name)}
+    values.update(
+        base_model=args.base_model if args.base_model not in (None, "default") else None,
         train=args.train[0] if args.train else _DEFAULTS.train,
         extra_train=tuple(args.train[1:]) if args.train else (),
-        max_queries=args.max_queries,
-        mixture=args.mixture,
         train_langs=tuple(args.train_langs) if args.train_langs else None,
-        alpha=args.alpha,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        seed=args.seed,
-        candidate_text=args.candidate_text,
-        max_seq_length=args.max_seq_length,
-        bf16=args.bf16,
-        freeze_word_embeddings=args.freeze_word_embeddings,
-        fast_dropout=args.fast_dropout,
-        length_buckets=args.length_buckets,
-        loss=args.loss,
-        mini_batch_size=args.mini_batch_size,
-        max_memory_gb=args.max_memory_gb,
-        scale=args.scale,
-        hard_negatives=args.hard_negatives,
-        query_prompt=args.query_prompt,
-        passage_prompt=args.passage_prompt,
-        eval_fraction=args.eval_fraction,
-        eval_steps=args.eval_steps,
-        max_eval_batches=args.max_eval_batches,
-        early_stopping_patience=args.early_stopping_patience,
-        output_dir=args.output_dir,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps,
-        gather_across_devices=args.gather_across_devices,
-        distill_base_weight=args.distill_base_weight,
-        distill_parallel_weight=args.distill_parallel_weight,
-        distill_target=args.distill_target,
-        contrastive=args.contrastive,
-        freeze_layers=args.freeze_layers,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
         lora_targets=tuple(name.strip() for name in args.lora_targets.split(",") if name.strip()),
-        batching=args.batching,
     )
+    config = HybridTrainingConfig(**values)
     if getattr(args, "recipe", None):
         return apply_recipe(args.recipe, config)
     return config
