@@ -22,17 +22,20 @@ from ..errors import UserError
 from .config import BATCHINGS, DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
 from .data import IRDS_PREFIX, LAREQA_PREFIX
 from .recipes import RECIPES, apply_recipe
+from .trainer_arguments import parse_trainer_options
 
-__all__ = ["add_arguments", "check_request", "config_from_args", "run"]
+__all__ = ["add_arguments", "check_request", "config_from_args", "keep_trainer_options", "run"]
 
 _DEFAULTS = HybridTrainingConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``pyterrier-hybrid train``, by group."""
+    """The options of ``pyterrier-hybrid train``, by group; any other option is read as a sentence-transformers
+    training argument (:func:`keep_trainer_options`)."""
     for add_group in (_add_data_options, _add_recipe_options, _add_distillation_options, _add_speed_options,
                       _add_output_options):
         add_group(parser, _DEFAULTS)
+    keep_trainer_options(parser)
 
 
 def _add_data_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
@@ -166,9 +169,29 @@ def _add_output_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig
                         help="continue the interrupted run in --output-dir from its last checkpoint")
 
 
+def keep_trainer_options(parser: argparse.ArgumentParser) -> None:
+    """Let ``parser`` keep the options it does not declare in ``args.trainer_options`` instead of refusing them:
+    :func:`config_from_args` reads them as sentence-transformers training arguments (with transformers'
+    HfArgumentParser, which is too slow to import for ``--help``) and refuses the unknown ones, as argparse would."""
+    parser.add_argument_group(  # for --help only
+        "sentence-transformers training arguments",
+        "any other option of SentenceTransformerTrainingArguments, e.g. --gradient_accumulation_steps 2 or "
+        "--max-grad-norm 0.5, goes to the trainer as given and is recorded in training_config.json; those set by "
+        "the options above or by the run itself (output folder, batch sampler, prompts, validation) are refused")
+    parser.set_defaults(trainer_options=[])
+    parse_declared = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, undeclared = parse_declared(args, namespace)
+        namespace.trainer_options = [*namespace.trainer_options, *undeclared]
+        return namespace, []
+
+    parser.parse_known_args = parse_known_args
+
+
 def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
     """The configuration ``args`` ask for: an option whose name is a configuration field gives that field (the
-    others keep their defaults), a few in another form."""
+    others keep their defaults), a few in another form; the undeclared options are trainer arguments."""
     values = {f.name: getattr(args, f.name) for f in fields(HybridTrainingConfig) if hasattr(args, f.name)}
     values.update(
         base_model=args.base_model if args.base_model not in (None, "default") else None,
@@ -176,6 +199,7 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
         extra_train=tuple(args.train[1:]) if args.train else (),
         train_langs=tuple(args.train_langs) if args.train_langs else None,
         lora_targets=tuple(name.strip() for name in args.lora_targets.split(",") if name.strip()),
+        trainer_arguments=parse_trainer_options(args.trainer_options),
     )
     config = HybridTrainingConfig(**values)
     if getattr(args, "recipe", None):
@@ -191,6 +215,7 @@ def check_request(args: argparse.Namespace) -> HybridTrainingConfig:
     embedded default built)."""
     from ..datasets import ReleaseFiles
 
+    parse_trainer_options(args.trainer_options)  # a bad option first, as argparse reports its own
     sources = [str(s) for s in (args.train or [_DEFAULTS.train])]
     mixed = len(sources) > 1
     for source in sources:

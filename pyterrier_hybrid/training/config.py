@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
+from .trainer_arguments import trainer_argument_problems
 
 __all__ = ["BATCHINGS", "CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "MIXTURES", "HybridTrainingConfig",
            "TrainingConfigError"]
@@ -27,7 +28,7 @@ class TrainingConfigError(UserError, ValueError):
 
 
 #: Fields added after models were trained and saved, with the value that reproduces how those older runs trained.
-FIELDS_ABSENT_FROM_OLDER_RUNS = {"fast_dropout": False, "length_buckets": 1}
+FIELDS_ABSENT_FROM_OLDER_RUNS = {"fast_dropout": False, "length_buckets": 1, "trainer_arguments": {}}
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class HybridTrainingConfig:
             every translation of the answer a positive of every translation of the question; alpha plays no part).
         contrastive: train the InfoNCE batches at all; False trains the parallel distillation batches alone (alpha
             and hard negatives then play no part).
+        trainer_arguments: any other option of sentence-transformers' ``SentenceTransformerTrainingArguments``, by
+            name (e.g. ``{"gradient_accumulation_steps": 2, "max_grad_norm": 0.5}``), given to the trainer as it is
+            and saved with the configuration; those the fields above set, and those the run wires to its own parts
+            (output folder, batch sampler, prompts, validation), are refused
+            (:mod:`pyterrier_hybrid.training.trainer_arguments`).
     """
 
     base_model: str | None = None
@@ -165,6 +171,7 @@ class HybridTrainingConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     batching: str = "hybrid"
+    trainer_arguments: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def lora_scaling_alpha(self) -> float:
@@ -180,9 +187,10 @@ class HybridTrainingConfig:
         object.__setattr__(self, "extra_train", tuple(str(s) for s in self.extra_train))
         object.__setattr__(self, "lora_targets", tuple(str(s) for s in self.lora_targets))
         object.__setattr__(self, "output_dir", str(self.output_dir))
+        object.__setattr__(self, "trainer_arguments", dict(self.trainer_arguments))  # a copy: never shared
         problems = (self._alpha_problems() + self._range_problems() + self._choice_problems()
                     + self._early_stopping_problems() + self._distillation_problems() + self._pooled_problems()
-                    + self._lora_problems())
+                    + self._lora_problems() + trainer_argument_problems(self.trainer_arguments))
         if problems:
             raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
 

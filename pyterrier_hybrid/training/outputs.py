@@ -90,6 +90,9 @@ def write_model_card(out: Path, config: HybridTrainingConfig, run: dict[str, Any
     ]
     if best_eval is not None:
         lines.append(f"- best validation loss: {best_eval:.4f}")
+    if config.trainer_arguments:
+        given = ", ".join(f"{name}={value!r}" for name, value in config.trainer_arguments.items())
+        lines.append(f"- other trainer arguments: {given}")
     if config.distills:
         lines.append(
             f"- distillation from the frozen starting model (cosine distance): every text to its own embedding x "
