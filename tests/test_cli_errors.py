@@ -277,6 +277,10 @@ def test_train_mixture_naming_an_unknown_source(cache, tmp_path):
         (["--alpha", "1.5"], ("alpha", "[0, 1]")),
         (["--alpha", "half"], ("--alpha", "'half'")),
         (["--loss", "triplet"], ("--loss", "'triplet'")),
+        # undeclared options are sentence-transformers training arguments, checked before the data
+        (["--no-such-option", "3"], ("unrecognized arguments", "--no-such-option")),
+        (["--max-grad-norm", "abc"], ("--max_grad_norm", "'abc'")),
+        (["--output_dir", "x"], ("output_dir", "set by the run")),
         # one language: no cross-lingual pair exists, so alpha < 1 cannot be met (was a held-out split complaint)
         (["--train", "lareqa/xquad-r", "--train-langs", "de", "--alpha", "0.5"],
          ("cross-lingual", "names only de", "alpha")),

@@ -649,3 +649,28 @@ def test_recipe_from_the_cli_keeps_the_options_given(tmp_path):
         PAPER_CPU_RECIPE
     with pytest.raises(SystemExit):
         parser.parse_args(["--recipe", "no-such-recipe"])
+
+
+def test_an_undeclared_trainer_option_reaches_the_trainer_and_the_record(tiny_model_path, subset_jsonl, tmp_path):
+    """gradient_accumulation_steps and max_grad_norm are no configuration fields: they go through as they are."""
+    from pyterrier_hybrid.training.trainer import prepare_training
+
+    given = {"gradient_accumulation_steps": 2, "max_grad_norm": 0.5}
+    python = prepare_training(tiny_config(tiny_model_path, subset_jsonl, tmp_path / "py", max_steps=2,
+                                          trainer_arguments=given))
+    assert (python.trainer.args.gradient_accumulation_steps, python.trainer.args.max_grad_norm) == (2, 0.5)
+    assert json.loads((tmp_path / "py" / CONFIG_FILE).read_text())["config"]["trainer_arguments"] == given
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    out = tmp_path / "cli"
+    args = parser.parse_args(
+        ["--base-model", str(tiny_model_path), "--train", str(subset_jsonl), "--batch-size", "8", "--max-steps", "2",
+         "--gradient-accumulation-steps", "2", "--candidate-text", "sentence", "--max-seq-length", "32",
+         "--max_grad_norm", "0.5", "--eval-fraction", "0", "-o", str(out)])
+    prepared = prepare_training(cli.check_request(args))
+    assert (prepared.trainer.args.gradient_accumulation_steps, prepared.trainer.args.max_grad_norm) == (2, 0.5)
+    prepared.run()
+    saved = json.loads((out / CONFIG_FILE).read_text())
+    assert saved["config"]["trainer_arguments"] == given and saved["run"]["global_steps"] == 2
+    assert "gradient_accumulation_steps=2" in (out / "README.md").read_text()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from ..cli_args import add_language_option
@@ -21,15 +22,24 @@ from ..errors import UserError
 from .config import BATCHINGS, DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
 from .data import IRDS_PREFIX, LAREQA_PREFIX
 from .recipes import RECIPES, apply_recipe
+from .trainer_arguments import parse_trainer_options
 
-__all__ = ["add_arguments", "check_request", "config_from_args", "run"]
+__all__ = ["add_arguments", "check_request", "config_from_args", "keep_trainer_options", "run"]
 
 _DEFAULTS = HybridTrainingConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``pyterrier-hybrid train``."""
-    d = _DEFAULTS
+    """The options of ``pyterrier-hybrid train``, by group; any other option is read as a sentence-transformers
+    training argument (:func:`keep_trainer_options`)."""
+    for add_group in (_add_data_options, _add_recipe_options, _add_distillation_options, _add_speed_options,
+                      _add_output_options):
+        add_group(parser, _DEFAULTS)
+    keep_trainer_options(parser)
+
+
+def _add_data_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """The model to start from and the training data."""
     data = parser.add_argument_group("model and data")
     data.add_argument("--base-model", default=None, metavar="MODEL",
                       help="model to fine-tune: 'default' (embedded multilingual-e5-small), a sentence-transformers "
@@ -56,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="fraction of articles held out for the validation loss, 0 for none "
                            f"(default: {d.eval_fraction})")
 
+
+def _add_recipe_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """The recipe: batches, optimiser, loss."""
     recipe = parser.add_argument_group("training recipe")
     recipe.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                         help="start from a named recipe (paper-cpu: batch 100 triplets with a same-paragraph hard "
@@ -89,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--gather-across-devices", action="store_true",
                         help="with several devices, use the other devices' passages as negatives too")
 
+
+def _add_distillation_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """Distillation from the starting model."""
     distill = parser.add_argument_group("distillation from the starting model (frozen teacher)")
     distill.add_argument("--distill-base", dest="distill_base_weight", type=float, default=d.distill_base_weight,
                          metavar="WEIGHT", help="weight of the cosine distance between the student's and the starting "
@@ -103,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--no-contrastive", dest="contrastive", action="store_false",
                          help="train the parallel distillation batches alone (no InfoNCE batches)")
 
+
+def _add_speed_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """What makes a step faster or smaller without changing what it learns (mostly)."""
     speed = parser.add_argument_group("speed and memory")
     speed.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
     speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
@@ -128,6 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="memory the run may use (default: 80%% of what is available); a batch estimated not to "
                             "fit trains with cached-mnrl (same gradients) in mini-batches that fit")
 
+
+def _add_output_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
+    """Outputs, checkpoints, validation and logging."""
     output = parser.add_argument_group("output and checkpoints")
     output.add_argument("--output-dir", "-o", default=d.output_dir,
                         help=f"output folder: model, training_config.json, loss curve, README.md, checkpoints/ "
@@ -147,55 +169,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the interrupted run in --output-dir from its last checkpoint")
 
 
+def keep_trainer_options(parser: argparse.ArgumentParser) -> None:
+    """Let ``parser`` keep the options it does not declare in ``args.trainer_options`` instead of refusing them:
+    :func:`config_from_args` reads them as sentence-transformers training arguments (with transformers'
+    HfArgumentParser, which is too slow to import for ``--help``) and refuses the unknown ones, as argparse would."""
+    parser.add_argument_group(  # for --help only
+        "sentence-transformers training arguments",
+        "any other option of SentenceTransformerTrainingArguments, e.g. --gradient_accumulation_steps 2 or "
+        "--max-grad-norm 0.5, goes to the trainer as given and is recorded in training_config.json; those set by "
+        "the options above or by the run itself (output folder, batch sampler, prompts, validation) are refused")
+    parser.set_defaults(trainer_options=[])
+    parse_declared = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, undeclared = parse_declared(args, namespace)
+        namespace.trainer_options = [*namespace.trainer_options, *undeclared]
+        return namespace, []
+
+    parser.parse_known_args = parse_known_args
+
+
 def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
-    base_model = args.base_model if args.base_model not in (None, "default") else None
-    config = HybridTrainingConfig(
-        base_model=base_model,
+    """The configuration ``args`` ask for: an option whose name is a configuration field gives that field (the
+    others keep their defaults), a few in another form; the undeclared options are trainer arguments."""
+    values = {f.name: getattr(args, f.name) for f in fields(HybridTrainingConfig) if hasattr(args, f.name)}
+    values.update(
+        base_model=args.base_model if args.base_model not in (None, "default") else None,
         train=args.train[0] if args.train else _DEFAULTS.train,
         extra_train=tuple(args.train[1:]) if args.train else (),
-        max_queries=args.max_queries,
-        mixture=args.mixture,
         train_langs=tuple(args.train_langs) if args.train_langs else None,
-        alpha=args.alpha,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        seed=args.seed,
-        candidate_text=args.candidate_text,
-        max_seq_length=args.max_seq_length,
-        bf16=args.bf16,
-        freeze_word_embeddings=args.freeze_word_embeddings,
-        fast_dropout=args.fast_dropout,
-        length_buckets=args.length_buckets,
-        loss=args.loss,
-        mini_batch_size=args.mini_batch_size,
-        max_memory_gb=args.max_memory_gb,
-        scale=args.scale,
-        hard_negatives=args.hard_negatives,
-        query_prompt=args.query_prompt,
-        passage_prompt=args.passage_prompt,
-        eval_fraction=args.eval_fraction,
-        eval_steps=args.eval_steps,
-        max_eval_batches=args.max_eval_batches,
-        early_stopping_patience=args.early_stopping_patience,
-        output_dir=args.output_dir,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps,
-        gather_across_devices=args.gather_across_devices,
-        distill_base_weight=args.distill_base_weight,
-        distill_parallel_weight=args.distill_parallel_weight,
-        distill_target=args.distill_target,
-        contrastive=args.contrastive,
-        freeze_layers=args.freeze_layers,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
         lora_targets=tuple(name.strip() for name in args.lora_targets.split(",") if name.strip()),
-        batching=args.batching,
+        trainer_arguments=parse_trainer_options(args.trainer_options),
     )
+    config = HybridTrainingConfig(**values)
     if getattr(args, "recipe", None):
         return apply_recipe(args.recipe, config)
     return config
@@ -209,6 +215,7 @@ def check_request(args: argparse.Namespace) -> HybridTrainingConfig:
     embedded default built)."""
     from ..datasets import ReleaseFiles
 
+    parse_trainer_options(args.trainer_options)  # a bad option first, as argparse reports its own
     sources = [str(s) for s in (args.train or [_DEFAULTS.train])]
     mixed = len(sources) > 1
     for source in sources:

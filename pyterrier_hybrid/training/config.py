@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
+from .trainer_arguments import trainer_argument_problems
 
 __all__ = ["BATCHINGS", "CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "MIXTURES", "HybridTrainingConfig",
            "TrainingConfigError"]
@@ -27,7 +28,7 @@ class TrainingConfigError(UserError, ValueError):
 
 
 #: Fields added after models were trained and saved, with the value that reproduces how those older runs trained.
-FIELDS_ABSENT_FROM_OLDER_RUNS = {"fast_dropout": False, "length_buckets": 1}
+FIELDS_ABSENT_FROM_OLDER_RUNS = {"fast_dropout": False, "length_buckets": 1, "trainer_arguments": {}}
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class HybridTrainingConfig:
             every translation of the answer a positive of every translation of the question; alpha plays no part).
         contrastive: train the InfoNCE batches at all; False trains the parallel distillation batches alone (alpha
             and hard negatives then play no part).
+        trainer_arguments: any other option of sentence-transformers' ``SentenceTransformerTrainingArguments``, by
+            name (e.g. ``{"gradient_accumulation_steps": 2, "max_grad_norm": 0.5}``), given to the trainer as it is
+            and saved with the configuration; those the fields above set, and those the run wires to its own parts
+            (output folder, batch sampler, prompts, validation), are refused
+            (:mod:`pyterrier_hybrid.training.trainer_arguments`).
     """
 
     base_model: str | None = None
@@ -165,6 +171,7 @@ class HybridTrainingConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     batching: str = "hybrid"
+    trainer_arguments: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def lora_scaling_alpha(self) -> float:
@@ -180,65 +187,70 @@ class HybridTrainingConfig:
         object.__setattr__(self, "extra_train", tuple(str(s) for s in self.extra_train))
         object.__setattr__(self, "lora_targets", tuple(str(s) for s in self.lora_targets))
         object.__setattr__(self, "output_dir", str(self.output_dir))
-        problems = []
+        object.__setattr__(self, "trainer_arguments", dict(self.trainer_arguments))  # a copy: never shared
+        problems = (self._alpha_problems() + self._range_problems() + self._choice_problems()
+                    + self._early_stopping_problems() + self._distillation_problems() + self._pooled_problems()
+                    + self._lora_problems() + trainer_argument_problems(self.trainer_arguments))
+        if problems:
+            raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
+
+    def _alpha_problems(self) -> list[str]:
         if not 0.0 <= self.alpha <= 1.0:
-            problems.append(f"alpha must be in [0, 1] (probability of a monolingual batch), got {self.alpha}")
-        elif self.alpha < 1.0 and self.train_langs is not None and len(set(self.train_langs)) < 2:
+            return [f"alpha must be in [0, 1] (probability of a monolingual batch), got {self.alpha}"]
+        if self.alpha < 1.0 and self.train_langs is not None and len(set(self.train_langs)) < 2:
             # Found here, before any data or model is loaded; the sampler would fail much later.
-            problems.append(
+            return [
                 f"alpha {self.alpha} < 1 asks for cross-lingual batches, which need query/passage pairs in two "
                 f"different languages, but train_langs names only {', '.join(self.train_langs) or 'none'}: "
                 "add a second language or set alpha to 1 (monolingual batches only)"
-            )
+            ]
+        return []
+
+    def _range_problems(self) -> list[str]:
+        problems = []
         for name in ("batch_size", "mini_batch_size", "eval_steps", "save_steps", "logging_steps", "length_buckets"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("max_steps", "max_eval_batches", "max_seq_length", "save_total_limit", "max_queries"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be a positive integer or None, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.warmup < 0 or (self.warmup >= 1 and self.warmup != int(self.warmup)):
             problems.append(f"warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(f"max_steps must be a positive integer or None, got {self.max_steps}")
         if self.max_memory_gb is not None and not self.max_memory_gb > 0:
             problems.append(f"max_memory_gb must be positive or None, got {self.max_memory_gb}")
-        if self.max_eval_batches is not None and self.max_eval_batches < 1:
-            problems.append(f"max_eval_batches must be a positive integer or None, got {self.max_eval_batches}")
         if self.epochs <= 0:
             problems.append(f"epochs must be positive, got {self.epochs}")
-        if self.candidate_text not in CANDIDATE_TEXT_OPTIONS:
-            problems.append(f"candidate_text must be one of {CANDIDATE_TEXT_OPTIONS}, got {self.candidate_text!r}")
-        if self.max_seq_length is not None and self.max_seq_length < 1:
-            problems.append(f"max_seq_length must be a positive integer or None, got {self.max_seq_length}")
-        if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.scale <= 0:
             problems.append(f"scale must be positive, got {self.scale}")
         if not 0.0 <= self.eval_fraction < 1.0:
             problems.append(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.early_stopping_patience is not None:
-            if self.early_stopping_patience < 1:
-                problems.append("early_stopping_patience must be a positive integer, got "
-                                f"{self.early_stopping_patience}")
-            if self.eval_fraction == 0.0:
-                problems.append("early stopping needs a validation split: set eval_fraction > 0")
-            if self.save_steps % self.eval_steps != 0:
-                problems.append(
-                    f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple "
-                    f"of eval_steps ({self.eval_steps})"
-                )
-        if self.save_total_limit is not None and self.save_total_limit < 1:
-            problems.append(f"save_total_limit must be a positive integer or None, got {self.save_total_limit}")
-        if self.max_queries is not None and self.max_queries < 1:
-            problems.append(f"max_queries must be a positive integer or None, got {self.max_queries}")
-        if self.mixture not in MIXTURES:
-            problems.append(f"mixture must be one of {MIXTURES}, got {self.mixture!r}")
         if self.freeze_layers < 0:
             problems.append(f"freeze_layers must be >= 0, got {self.freeze_layers}")
-        problems += self._distillation_problems() + self._pooled_problems() + self._lora_problems()
-        if problems:
-            raise TrainingConfigError("invalid training configuration: " + "; ".join(problems))
+        return problems
+
+    def _choice_problems(self) -> list[str]:
+        choices = (("candidate_text", CANDIDATE_TEXT_OPTIONS), ("loss", LOSSES), ("mixture", MIXTURES))
+        return [f"{name} must be one of {allowed}, got {getattr(self, name)!r}" for name, allowed in choices
+                if getattr(self, name) not in allowed]
+
+    def _early_stopping_problems(self) -> list[str]:
+        if self.early_stopping_patience is None:
+            return []
+        problems = []
+        if self.early_stopping_patience < 1:
+            problems.append(f"early_stopping_patience must be a positive integer, got {self.early_stopping_patience}")
+        if self.eval_fraction == 0.0:
+            problems.append("early stopping needs a validation split: set eval_fraction > 0")
+        if self.save_steps % self.eval_steps != 0:
+            problems.append(
+                f"early stopping keeps the best checkpoint, so save_steps ({self.save_steps}) must be a multiple "
+                f"of eval_steps ({self.eval_steps})"
+            )
+        return problems
 
     def _lora_problems(self) -> list[str]:
         if self.lora_rank < 0:
