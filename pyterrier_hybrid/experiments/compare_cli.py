@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="e.g. mlqa-r:xquad-r (default: the preset's)")
     add_language_option(parser, "--langs", default=None,
                         help="evaluation languages, for every evaluation collection (default: the preset's)")
+    _add_training_arguments(parser)
+    _add_run_arguments(parser)
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the comparison's systems are trained (each overrides the preset's)."""
     add_language_option(parser, "--train-langs", default=None,
                         help="training languages (default: all of the training collection's)")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps (overrides the preset's budget)")
@@ -70,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-contrastive", action="store_true",
                         help="trained systems learn from the parallel distillation batches alone (train "
                              "--no-contrastive); give one --trained system, its alpha then plays no part")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What else the run does: the alpha sweep, quick subsets, resuming and what is kept."""
     parser.add_argument("--sweep-alphas", nargs="*", type=float, default=None,
                         help="alphas of the sweep, run on the preset's sweep directions or, for a preset without "
                              "a sweep, on every direction (default: the preset's; no value: no sweep)")

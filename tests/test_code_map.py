@@ -1,0 +1,41 @@
+"""The README's code map names every module of the package, and only modules that exist."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "pyterrier_hybrid"
+
+
+def code_map() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Code map")
+    end = readme.find("\n## ", start + 1)
+    return readme[start:end if end != -1 else None]
+
+
+def mapped_modules() -> set[str]:
+    """``package/module.py`` for every module the map names, read package by package."""
+    names = set()
+    package = ""
+    for line in code_map().splitlines():
+        heading = re.match(r"\*\*`(?:pyterrier_hybrid/)?([a-z_]*)/?`\*\*", line)
+        if heading:
+            package = heading.group(1)
+        for module in re.findall(r"`([a-z_0-9]+\.py)`", line):
+            names.add(f"{package}/{module}" if package else module)
+    return names
+
+
+def package_modules() -> set[str]:
+    return {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+            if path.name != "__init__.py" and "__pycache__" not in path.parts}
+
+
+def test_code_map_names_every_module():
+    missing = package_modules() - mapped_modules()
+    assert not missing, f"modules missing from the README's code map: {sorted(missing)}"
+
+
+def test_code_map_names_no_module_that_does_not_exist():
+    stale = mapped_modules() - package_modules()
+    assert not stale, f"the README's code map names modules that do not exist: {sorted(stale)}"
