@@ -246,7 +246,7 @@ PRESETS: dict[str, ComparisonPreset] = {
         (
             "distillation from the frozen starting model, the recipe chosen on MLQA-R's held-out articles "
             "(training.recipes.DISTILL_CPU_RECIPE: 60 batches of 112 parallel rows pulled to their group's mean, "
-            "AdamW lr 8e-5, bf16, frozen word embeddings), both directions, three seeds; about 7 minutes of training "
+            "AdamW lr 2e-4, bf16, frozen word embeddings), both directions, three seeds; about 7 minutes of training "
             "and 4 of evaluation per model on one core"
         ),
         training=DISTILL_CPU_RECIPE,
