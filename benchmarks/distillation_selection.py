@@ -41,13 +41,14 @@ CANDIDATES: dict[str, dict] = {
     "mean+base": dict(contrastive=False, distill_parallel_weight=1.0, distill_base_weight=0.5, distill_target="mean"),
     "hybrid+mean+base": dict(alpha=0.5, max_steps=120, distill_parallel_weight=1.0, distill_base_weight=0.5,
                              distill_target="mean"),
-    # More movement away from the base within the same recipe: four times the learning rate, or four times the steps.
+    # More movement away from the base within the same recipe: 4, 10 and 25 times the learning rate, or four times the
+    # steps.
     "mean-lr8e-5": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean", learning_rate=8e-5),
     "mean-240steps": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean", max_steps=240),
     "mean-lr2e-4": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean", learning_rate=2e-4),
     "mean-lr5e-4": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean", learning_rate=5e-4),
     # Pooled multi-positive batches (whole groups of every language, 4 groups of MLQA-R's 7 languages: 8 groups do
-    # not fit in memory without a cached loss) in turn with the group-mean distillation batches.
+    # not fit in memory without a cached loss) in turn with the group-mean distillation batches (28 rows as well).
     "pooled+mean-lr8e-5": dict(batching="pooled", batch_size=28, max_steps=120, distill_parallel_weight=1.0,
                                distill_target="mean", learning_rate=8e-5),
 }

@@ -67,7 +67,7 @@ def add_lora_adapter(model: SentenceTransformer, config: HybridTrainingConfig) -
         from peft import LoraConfig
         from peft.functional import inject_adapter_in_model
     except ImportError:
-        raise ImportError("LoRA training needs the peft package: pip install 'peft>=0.15'") from None
+        raise ImportError("LoRA training needs the peft package: pip install 'peft>=0.21'") from None
 
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_scaling_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_targets))
