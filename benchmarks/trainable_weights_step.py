@@ -1,11 +1,14 @@
 """What training fewer weights saves a training step, measured side by side on the same batches: full fine-tuning,
 LoRA adapters at several ranks, and the lower transformer layers frozen at several depths.
 
-    python benchmarks/trainable_weights_step.py --batches 3 --rounds 2 --lora-ranks 8 32 --depths 6 9 11
+    python benchmarks/trainable_weights_step.py --batches 3 --rounds 2 --lora-ranks 8 32 --depths 6 9 11 \
+        --one-pass-depths 9 11
 
 Builds the paper's CPU recipe (``training.recipes.PAPER_CPU_RECIPE``: batches of 100 MLQA-R triplets, cached InfoNCE,
 bf16 autocast, frozen word embeddings, fast dropout, length buckets) once, then times the forward and backward pass
-of its loss on the same ``--batches`` batches of the trainer's own dataloader for every variant, interleaved by round.
+of its loss on the same ``--batches`` batches of the trainer's own dataloader for every variant, interleaved by round;
+the deepest freezings are timed with the one-pass loss as well (MNRL: one forward with a graph instead of the cached
+loss's two forwards, which fits once only the top layers keep activations, see training.memory).
 Variants change the model in place and are undone after their measurement: layers are frozen and unfrozen; LoRA
 adapters are injected (on every linear layer, as ``--lora-rank`` trains by default, and for the first rank also on the
 attention's query and value only) and merged away again, which leaves the weights
@@ -43,7 +46,7 @@ def apply_variant(model, config, variant: tuple[str, int]):
 
     kind, size = variant
     train_all_but_word_embeddings(model)
-    if kind == "frozen layers" and size:
+    if kind.startswith("frozen layers") and size:
         freeze_lower_layers(model, size)
     if kind.startswith("lora"):
         targets = ("query", "value") if kind == "lora attention" else config.lora_targets
@@ -58,6 +61,8 @@ def variant_name(variant: tuple[str, int]) -> str:
         return f"LoRA rank {size}, every linear layer"
     if kind == "lora attention":
         return f"LoRA rank {size}, query and value"
+    if kind == "frozen layers, one pass":
+        return f"lowest {size} layers frozen, one-pass InfoNCE"
     return "full fine-tuning" if size == 0 else f"lowest {size} layers frozen"
 
 
@@ -67,22 +72,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--lora-ranks", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--depths", type=int, nargs="*", default=[6, 9, 11])
+    parser.add_argument("--one-pass-depths", type=int, nargs="*", default=[9, 11],
+                        help="depths also timed with the one-pass loss (MNRL), which fits in memory once only the "
+                             "top layers keep activations")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from pyterrier_hybrid.training.recipes import PAPER_CPU_RECIPE
     from pyterrier_hybrid.training.trainer import prepare_training
 
     variants = [("frozen layers", 0), *(("lora", r) for r in args.lora_ranks),
                 *(("lora attention", r) for r in args.lora_ranks[:1]),
-                *(("frozen layers", d) for d in args.depths)]
+                *(("frozen layers", d) for d in args.depths),
+                *(("frozen layers, one pass", d) for d in args.one_pass_depths)]
     with tempfile.TemporaryDirectory() as tmp:
         config = dataclasses.replace(PAPER_CPU_RECIPE, eval_fraction=0.0, early_stopping_patience=None,
                                      output_dir=str(Path(tmp) / "run"))
         prepared = prepare_training(config)
         trainer = prepared.trainer
         model = trainer.model
+        cached_loss = trainer.loss
+        one_pass_loss = MultipleNegativesRankingLoss(model, scale=config.scale)
         layers = len(model[0].auto_model.encoder.layer)
         loader = iter(trainer.get_train_dataloader())
         batches = [next(loader) for _ in range(args.batches)]
@@ -93,7 +105,8 @@ def main() -> None:
             for variant in variants:
                 undo = apply_variant(model, config, variant)
                 trainable[variant_name(variant)] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-                times[variant_name(variant)] += forward_backward_times(trainer, trainer.loss, batches)
+                loss = one_pass_loss if variant[0] == "frozen layers, one pass" else cached_loss
+                times[variant_name(variant)] += forward_backward_times(trainer, loss, batches)
                 undo()
     median = {name: statistics.median(values) for name, values in times.items()}
     baseline = median["full fine-tuning"]

@@ -37,3 +37,13 @@ def test_more_frozen_layers_than_the_model_has_is_refused(tiny):
         freeze_lower_layers(tiny, 3)
     with pytest.raises(TrainingConfigError, match="freeze_layers must be >= 0"):
         HybridTrainingConfig(freeze_layers=-1)
+
+
+def test_the_memory_model_counts_only_the_layers_above_the_frozen_ones(tiny):
+    from pyterrier_hybrid.training.memory import EncoderShape
+
+    assert EncoderShape.of(tiny).layers_with_graph == 2  # everything trains
+    freeze_lower_layers(tiny, 1)
+    assert EncoderShape.of(tiny).layers_with_graph == 1
+    freeze_lower_layers(tiny, 2)
+    assert EncoderShape.of(tiny).layers_with_graph == 0

@@ -45,6 +45,18 @@ def test_estimate_grows_with_batch_length_and_hard_negatives_and_cached_loss_is_
                                                               - E5_SMALL_FROZEN.trainable_parameters))
 
 
+def test_frozen_lower_layers_keep_no_activations_so_a_batch_can_fit_the_one_pass_loss():
+    def activations(encoder):
+        return (estimate_peak_bytes(encoder, (64, 128, 128), 100, bf16=True, loss="mnrl")
+                - 12 * encoder.trainable_parameters)
+
+    top_three = EncoderShape(layers=12, hidden_size=384, heads=12, trainable_parameters=5_471_232, graph_layers=3)
+    assert activations(top_three) == pytest.approx(activations(E5_SMALL_FROZEN) * 3 / 12)
+    full, frozen = (plan(encoder, lengths=(64, 128, 128), bf16=True, budget_gib=20.0)
+                    for encoder in (E5_SMALL_FROZEN, top_three))
+    assert full.loss == "cached-mnrl" and frozen.loss == "mnrl"
+
+
 def test_a_batch_that_fits_keeps_mnrl():
     small = plan(lengths=(32, 64), batch=16)
     assert small.loss == "mnrl" and small.mini_batch_size is None and not small.switched

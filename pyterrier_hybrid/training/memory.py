@@ -17,6 +17,9 @@ The model (:func:`estimate_peak_bytes`)::
            + sum over the columns encoded with a graph at once of
              sequences x L x layers x (a x hidden + b x heads x L)        [activations; L: padded length]
 
+where ``layers`` counts the layers from the lowest trained one up (frozen lower layers keep no activations, so a
+run with most layers frozen may fit the one-pass loss where full fine-tuning needs the cached one).
+
 ``resident`` is measured (the process after loading the model and data); the parameter term is exact; ``a`` and
 ``b`` (bytes per token, layer and hidden unit / per head and key position) are fitted to peaks measured with
 ``benchmarks/training_memory.py --calibrate`` on multilingual-e5-small (BERT, 12 layers, 384 hidden, 12 heads), for
@@ -102,12 +105,34 @@ class EncoderShape:
     hidden_size: int
     heads: int
     trainable_parameters: int
+    #: Layers whose activations the backward pass needs: those from the lowest trained layer up (None: all). Below
+    #: it nothing requires a gradient, so autograd keeps nothing (frozen lower layers).
+    graph_layers: int | None = None
+
+    @property
+    def layers_with_graph(self) -> int:
+        return self.layers if self.graph_layers is None else self.graph_layers
 
     @classmethod
     def of(cls, model: SentenceTransformer) -> EncoderShape:
-        config = model[0].auto_model.config
+        auto_model = model[0].auto_model
+        config = auto_model.config
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return cls(config.num_hidden_layers, config.hidden_size, config.num_attention_heads, trainable)
+        return cls(config.num_hidden_layers, config.hidden_size, config.num_attention_heads, trainable,
+                   _layers_from_lowest_trained(auto_model))
+
+
+def _layers_from_lowest_trained(auto_model) -> int | None:
+    """How many transformer layers lie at or above the lowest one with a trained weight; None when the embeddings
+    train or the layers cannot be found (every layer keeps its activations)."""
+    layers = getattr(getattr(auto_model, "encoder", None), "layer", None)
+    embeddings = getattr(auto_model, "embeddings", None)
+    if layers is None or embeddings is None or any(w.requires_grad for w in embeddings.parameters()):
+        return None
+    for index, layer in enumerate(layers):
+        if any(w.requires_grad for w in layer.parameters()):
+            return len(layers) - index
+    return 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +165,7 @@ def activation_bytes(
     encoded with a graph."""
     c = (coefficients or ACTIVATION_COEFFICIENTS)[precision]
     per_token_layer = c.per_hidden * encoder.hidden_size + c.per_attention * encoder.heads * length
-    return float(sequences) * length * encoder.layers * per_token_layer
+    return float(sequences) * length * encoder.layers_with_graph * per_token_layer
 
 
 def estimate_peak_bytes(
