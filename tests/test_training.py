@@ -651,6 +651,16 @@ def test_recipe_from_the_cli_keeps_the_options_given(tmp_path):
         parser.parse_args(["--recipe", "no-such-recipe"])
 
 
+def test_an_option_given_at_its_default_value_still_wins_over_the_recipe(tmp_path):
+    """The recipe trains with the cached loss; --loss mnrl (the configuration's default) must not be lost."""
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    given = cli.config_from_args(parser.parse_args(["--recipe", "paper-cpu", "--loss", "mnrl", "--seed=42",
+                                                    "--freeze-layers", "9"]))
+    assert given.loss == "mnrl" and given.freeze_layers == 9 and given.batch_size == 100
+    assert cli.config_from_args(parser.parse_args(["--recipe", "paper-cpu"])).loss == "cached-mnrl"
+
+
 def test_an_undeclared_trainer_option_reaches_the_trainer_and_the_record(tiny_model_path, subset_jsonl, tmp_path):
     """gradient_accumulation_steps and max_grad_norm are no configuration fields: they go through as they are."""
     from pyterrier_hybrid.training.trainer import prepare_training

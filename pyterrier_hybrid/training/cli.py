@@ -184,9 +184,17 @@ def keep_trainer_options(parser: argparse.ArgumentParser) -> None:
     def parse_known_args(args=None, namespace=None):
         namespace, undeclared = parse_declared(args, namespace)
         namespace.trainer_options = [*namespace.trainer_options, *undeclared]
+        namespace.given_options = _given_options(parser, sys.argv[1:] if args is None else list(args))
         return namespace, []
 
     parser.parse_known_args = parse_known_args
+
+
+def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
+    """The destinations of the options written on the command line, whatever their value: with ``--recipe`` they
+    win over the recipe even where they equal the configuration's default (``--recipe paper-cpu --loss mnrl``)."""
+    words = {word.split("=", 1)[0] for word in argv if word.startswith("-")}
+    return frozenset(action.dest for action in parser._actions if words & set(action.option_strings))
 
 
 def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
@@ -203,7 +211,7 @@ def config_from_args(args: argparse.Namespace) -> HybridTrainingConfig:
     )
     config = HybridTrainingConfig(**values)
     if getattr(args, "recipe", None):
-        return apply_recipe(args.recipe, config)
+        return apply_recipe(args.recipe, config, given=getattr(args, "given_options", ()))
     return config
 
 

@@ -45,6 +45,7 @@ interrupted resumes from its last checkpoint (``train(config, resume=True)`` /
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .config import HybridTrainingConfig
@@ -135,8 +136,9 @@ DISTILL_CPU_RECIPE = dataclasses.replace(
 RECIPES: dict[str, HybridTrainingConfig] = {"paper-cpu": PAPER_CPU_RECIPE, "distill-cpu": DISTILL_CPU_RECIPE}
 
 
-def apply_recipe(name: str, requested: HybridTrainingConfig) -> HybridTrainingConfig:
-    """Recipe ``name`` with the fields of ``requested`` that differ from the defaults laid over it (what
+def apply_recipe(name: str, requested: HybridTrainingConfig, given: Collection[str] = ()) -> HybridTrainingConfig:
+    """Recipe ``name`` with the fields of ``requested`` that differ from the defaults, and the fields named in
+    ``given`` (options written on the command line, even at their default value), laid over it (what
     ``pyterrier-hybrid train --recipe NAME --max-steps 3 ...`` means: the options given explicitly win)."""
     from dataclasses import replace
 
@@ -145,6 +147,7 @@ def apply_recipe(name: str, requested: HybridTrainingConfig) -> HybridTrainingCo
 
         raise TrainingConfigError(f"unknown recipe {name!r}; expected one of {', '.join(sorted(RECIPES))}")
     changed = {field: mine for field, (_, mine) in HybridTrainingConfig().differences(requested).items()}
+    changed.update({f.name: getattr(requested, f.name) for f in dataclasses.fields(requested) if f.name in given})
     if changed.get("train_langs") is not None:
         changed["train_langs"] = tuple(changed["train_langs"])
     return replace(RECIPES[name], **changed)
