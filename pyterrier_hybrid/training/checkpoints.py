@@ -89,7 +89,7 @@ def check_output_dir(out: Path, config: HybridTrainingConfig, resume: bool) -> P
     saved_path = out / CONFIG_FILE
     if saved_path.is_file():
         differences = HybridTrainingConfig.load(saved_path).differences(config)
-        # The memory budget may change between sessions: it picks how a step is computed, not what it computes.
+        # The memory budget may change between runs: it picks how a step is computed, not what it computes.
         differences.pop("max_memory_gb", None)
         if differences:
             listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differences.items())
