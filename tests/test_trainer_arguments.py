@@ -84,10 +84,13 @@ def test_trainer_arguments_are_saved_and_compared(tmp_path):
 
 
 def test_a_training_config_written_before_the_pass_through_loads():
-    committed = sorted((REPO_ROOT / "benchmarks" / "results").rglob(CONFIG_FILE))
-    assert committed
-    for path in committed:
-        assert "trainer_arguments" not in json.loads(path.read_text(encoding="utf-8"))["config"]
+    saved = sorted((REPO_ROOT / "benchmarks" / "results").rglob(CONFIG_FILE))
+    # The committed results hold configurations written before the field existed (runs made since, in ignored model
+    # folders of a working copy, have it).
+    older = [path for path in saved
+             if "trainer_arguments" not in json.loads(path.read_text(encoding="utf-8"))["config"]]
+    assert older
+    for path in older:
         assert HybridTrainingConfig.load(path).trainer_arguments == {}
 
 
