@@ -7,6 +7,7 @@ beside the untrained base model. The zero-shot evaluation collection is not touc
 
     python benchmarks/distillation_selection.py --out benchmarks/results/distillation/selection
     python benchmarks/distillation_selection.py --out ... --only mean,mean+base     # some candidates
+    python benchmarks/distillation_selection.py --train lareqa/xquad-r --out ... # for the reverse direction
 
 Each candidate's model and result are kept under ``--out`` and read back when the script runs again (so an
 interrupted selection resumes); the table is ``selection.csv`` / ``selection.md`` with ``selection.png``.
@@ -78,13 +79,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only", default=None, help="comma-separated candidate names (default: all)")
+    parser.add_argument("--train", default=COMMON.train,
+                        help="training collection whose held-out articles score the candidates "
+                             f"(default: {COMMON.train})")
     args = parser.parse_args(argv)
+    common = dataclasses.replace(COMMON, train=args.train)
     names = args.only.split(",") if args.only else list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
         parser.error(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    subset, articles = held_out_subset(COMMON)
+    subset, articles = held_out_subset(common)
     rows = []
     for name in ["base"] + names:
         result_path = args.out / name / "result.json"
@@ -95,10 +100,10 @@ def main(argv=None) -> int:
         if name == "base":
             model, config = "default", None
         else:
-            config = dataclasses.replace(COMMON, output_dir=str(args.out / name / "model"), **CANDIDATES[name])
+            config = dataclasses.replace(common, output_dir=str(args.out / name / "model"), **CANDIDATES[name])
             model = str(train(config))
         train_s = time.perf_counter() - started
-        row = {"candidate": name, **score(model, name, subset, COMMON.candidate_text),
+        row = {"candidate": name, **score(model, name, subset, common.candidate_text),
                "train_s": round(train_s, 1), "total_s": round(time.perf_counter() - started, 1),
                "settings": CANDIDATES.get(name, {}), "held_out_articles": len(articles),
                "questions": len(subset.qids)}
@@ -109,7 +114,7 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)[["candidate", *(f"{s} {m}" for s, m in MEASURES), "train_s", "questions"]]
     table.to_csv(args.out / "selection.csv", index=False)
     (args.out / "selection.md").write_text(
-        f"# Distillation settings on held-out {COMMON.train} articles ({len(articles)} articles, "
+        f"# Distillation settings on held-out {common.train} articles ({len(articles)} articles, "
         f"{len(subset.qids)} questions, full candidate pools)\n\n" + table.to_markdown(index=False, floatfmt=".4f")
         + "\n", encoding="utf-8")
     plot(table, args.out / "selection.png")
