@@ -10,7 +10,7 @@ Tokenisers compared (BM25 k1=1.2, b=0.75 in every case):
   regex       bm25s' default tokeniser: lower case, regex ``\\b\\w\\w+\\b``, English stopwords removed
   icu         ICU words, NFKC, case folding; no stemming
   icu+stem    icu + Snowball stemming where PyStemmer has a stemmer (ar de el en es hi ru tr)
-  icu+stem+stop  icu+stem + stopword removal where bm25s has a list (de en es ru tr zh)
+  icu+stem+stopwords  icu+stem + stopword removal where bm25s has a list (de en es ru tr zh)
 each over two candidate texts: the sentence (``text``) and the sentence with its paragraph (``text+context``).
 
 Run:  python benchmarks/bm25_tokenizers.py [--collection xquad-r] [--langs ar de ...]   (about 10 CPU-minutes)
@@ -49,7 +49,7 @@ def tokenizer_variants():
         "regex": lambda: Bm25sRegexTokenizer(),
         "icu": lambda: MultilingualTokenizer(TokenizerConfig(stem=False)),
         "icu+stem": lambda: MultilingualTokenizer(TokenizerConfig(stem=True)),
-        "icu+stem+stop": lambda: MultilingualTokenizer(TokenizerConfig(stem=True, remove_stopwords=True)),
+        "icu+stem+stopwords": lambda: MultilingualTokenizer(TokenizerConfig(stem=True, remove_stopwords=True)),
     }
 
 
@@ -91,7 +91,7 @@ def markdown_report(table: pd.DataFrame) -> str:
         "candidate in the query's language (monolingual), BM25 k1=1.2, b=0.75 (bm25s, Lucene IDF). "
         "Variants: `regex` = bm25s' default tokeniser (`\\w\\w+`, lower case, English stopwords); `icu` = ICU "
         "words + NFKC + case folding; `icu+stem` = icu + Snowball stemmer where one exists (ar de el en es hi ru "
-        "tr); `icu+stem+stop` = icu+stem + bm25s stopword list where one exists (de en es ru tr zh).",
+        "tr); `icu+stem+stopwords` = icu+stem + bm25s stopword list where one exists (de en es ru tr zh).",
         "",
     ]
     for (collection, fields_name), part in table.groupby(["collection", "fields"], sort=False):
