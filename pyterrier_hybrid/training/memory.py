@@ -125,7 +125,9 @@ class EncoderShape:
 def _layers_from_lowest_trained(auto_model) -> int | None:
     """How many transformer layers lie at or above the lowest one with a trained weight; None when the embeddings
     train or the layers cannot be found (every layer keeps its activations)."""
-    layers = getattr(getattr(auto_model, "encoder", None), "layer", None)
+    from .trainable import transformer_layers
+
+    layers = transformer_layers(auto_model)
     embeddings = getattr(auto_model, "embeddings", None)
     if layers is None or embeddings is None or any(w.requires_grad for w in embeddings.parameters()):
         return None

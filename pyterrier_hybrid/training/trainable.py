@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .config import HybridTrainingConfig
 
 __all__ = ["add_lora_adapter", "encoder_layer_count", "freeze_lower_layers", "freeze_word_embeddings",
-           "load_lora_checkpoint", "lora_resuming_trainer", "merge_lora_adapter", "uses_lora"]
+           "load_lora_checkpoint", "lora_resuming_trainer", "merge_lora_adapter", "transformer_layers", "uses_lora"]
 
 
 def freeze_word_embeddings(model: SentenceTransformer) -> int:
@@ -30,12 +30,17 @@ def freeze_word_embeddings(model: SentenceTransformer) -> int:
     return weight.numel()
 
 
+def transformer_layers(auto_model):
+    """The transformer layers of a BERT-like encoder (``encoder.layer``), lowest first; None where there are none."""
+    return getattr(getattr(auto_model, "encoder", None), "layer", None)
+
+
 def freeze_lower_layers(model: SentenceTransformer, layers: int) -> int:
     """Stop training the embeddings and the lowest ``layers`` transformer layers of the model's encoder (no
     gradient is computed below the first trained layer, so the backward pass is that much shorter); returns the
     number of frozen weights. Raises ValueError when the encoder has fewer layers or none that can be found."""
     auto_model = getattr(model[0], "auto_model", None)
-    encoder_layers = getattr(getattr(auto_model, "encoder", None), "layer", None)
+    encoder_layers = transformer_layers(auto_model)
     if encoder_layers is None:
         raise ValueError(f"cannot find the transformer layers of {type(auto_model).__name__} to freeze them")
     if layers > len(encoder_layers):
