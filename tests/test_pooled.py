@@ -102,7 +102,9 @@ def _run_train(args, cache=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_pooled_training_from_the_cli(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("loss_args, loss", [((), "mnrl"), (("--loss", "cached-mnrl", "--mini-batch-size", "2"),
+                                                                 "cached-mnrl")])
+def test_pooled_training_from_the_cli(tiny_model_path, tmp_path, loss_args, loss):
     examples = []
     for i in range(10):
         examples += group_examples(f"p{i}", ("en", "de", "es") if i % 2 else ("de", "es"), article=f"a{i % 5}")
@@ -111,10 +113,11 @@ def test_pooled_training_from_the_cli(tiny_model_path, tmp_path):
     result = _run_train(["--base-model", str(tiny_model_path), "--train", str(source), "--batching", "pooled",
                          "--batch-size", "6", "--max-steps", "3", "--candidate-text", "sentence", "--max-seq-length",
                          "48", "--eval-fraction", "0.2", "--eval-steps", "3", "--save-steps", "3",
-                         "--distill-parallel", "1", "-o", str(out)])
+                         "--distill-parallel", "1", *loss_args, "-o", str(out)])
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((out / CONFIG_FILE).read_text())
     assert saved["config"]["batching"] == "pooled" and saved["run"]["global_steps"] == 3
+    assert saved["run"]["memory_plan"]["loss"] == loss
     assert saved["run"]["best_validation_loss"] is not None
 
 
@@ -134,3 +137,29 @@ def test_pooled_errors_are_one_line_before_a_model_is_built(tmp_path, batch_size
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert message in lines[0]
     assert not any(cache.iterdir())
+
+
+def test_the_cached_loss_equals_the_one_pass_loss_and_its_gradients(tiny_model_path):
+    from sentence_transformers import SentenceTransformer
+
+    from pyterrier_hybrid.training.pooled import CachedMultiPositiveRankingLoss
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    model.eval()  # no dropout: the two passes see the same network
+    queries = [f"question {i} about topic {i % 3}" for i in range(7)]
+    passages = [f"answer sentence {i}, on topic {i % 3} and more" for i in range(7)]
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+
+    def loss_and_gradients(loss_fn):
+        model.zero_grad()
+        features = [model.tokenize(queries), model.tokenize(passages)]
+        loss = loss_fn(features, labels)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    expected, expected_grads = loss_and_gradients(MultiPositiveRankingLoss(model, scale=20.0))
+    got, got_grads = loss_and_gradients(CachedMultiPositiveRankingLoss(model, scale=20.0, mini_batch_size=3))
+    torch.testing.assert_close(got, expected)
+    assert expected_grads and got_grads.keys() == expected_grads.keys()
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-4)

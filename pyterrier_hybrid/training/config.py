@@ -58,7 +58,8 @@ class HybridTrainingConfig:
         freeze_word_embeddings: do not train the word-embedding matrix (most of a multilingual model's parameters;
             freezing it saves optimizer memory and time, and keeps rare-language tokens as pre-trained).
         loss: "mnrl" (MultipleNegativesRankingLoss) or "cached-mnrl" (CachedMultipleNegativesRankingLoss, the same
-            objective computed in mini-batches of ``mini_batch_size``, for batches larger than memory allows).
+            objective computed in mini-batches of ``mini_batch_size``, for batches larger than memory allows); with
+            pooled batching, the multi-positive loss or its cached variant.
         mini_batch_size: mini-batch size of "cached-mnrl".
         fused_optimizer: AdamW as one fused kernel over all trainable weights (``torch.optim.AdamW(fused=True)``;
             the same update; on CPU torch's default is a loop of about ten operations per weight tensor). False
@@ -273,8 +274,7 @@ class HybridTrainingConfig:
             return [f"batching must be one of {BATCHINGS}, got {self.batching!r}"]
         if self.batching != "pooled":
             return []
-        unsupported = [(self.hard_negatives, "hard negatives"), (self.loss != "mnrl", f"loss {self.loss!r}"),
-                       (self.distill_base_weight > 0, "the base distillation term")]
+        unsupported = [(self.hard_negatives, "hard negatives"), (self.distill_base_weight > 0, "the base distillation term")]
         return [f"pooled batching does not support {what} yet" for flag, what in unsupported if flag]
 
     def _distillation_problems(self) -> list[str]:

@@ -13,6 +13,9 @@ in every language, is a negative.
   positive is scored against the query's negatives only (other positives are not negatives), and the loss is the mean
   over positives of ``-log(exp(s_p) / (exp(s_p) + sum_n exp(s_n)))``. With one positive per query it is exactly
   MultipleNegativesRankingLoss. The ``label`` column holds each row's group code.
+- :class:`CachedMultiPositiveRankingLoss`: the same loss with GradCache (sentence-transformers' ``CachedLossMixin``,
+  the machinery of its CachedMultipleNegativesRankingLoss): texts are embedded in mini-batches, so a batch of many
+  groups fits in memory; the loss and its gradients are those of the one-pass loss.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.base.sampler import DefaultBatchSampler
 from sentence_transformers.util import cos_sim
@@ -28,7 +32,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 
-__all__ = ["MultiPositiveRankingLoss", "PooledBatchSampler", "PooledData", "PooledDataError"]
+__all__ = ["CachedMultiPositiveRankingLoss", "MultiPositiveRankingLoss", "PooledBatchSampler", "PooledData", "PooledDataError"]
 
 #: Groups set aside by one batch (too large for what is left, or sharing a passage) before it is closed as it is.
 MAX_WAITING = 64
@@ -66,6 +70,34 @@ class MultiPositiveRankingLoss(nn.Module):
 
     def get_config_dict(self) -> dict:
         return {"scale": self.scale, "similarity_fct": self.similarity_fct.__name__}
+
+
+class CachedMultiPositiveRankingLoss(CachedLossMixin, MultiPositiveRankingLoss):
+    """:class:`MultiPositiveRankingLoss` with gradient caching (GradCache, Gao et al. 2021): every column is embedded
+    without a graph in mini-batches of ``mini_batch_size`` texts, the loss over the whole batch gives the gradients
+    of the embeddings, and each mini-batch is embedded again with a graph to carry them into the model. Memory grows
+    with the mini-batch, not the batch; the loss and gradients equal the one-pass loss's (dropout replayed)."""
+
+    def __init__(self, model, scale: float = 20.0, similarity_fct=cos_sim, mini_batch_size: int = 32):
+        super().__init__(model, scale=scale, similarity_fct=similarity_fct)
+        if mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be at least 1, got {mini_batch_size}")
+        self.mini_batch_size = int(mini_batch_size)
+
+    def forward(self, sentence_features, labels: Tensor) -> Tensor:
+        return self.forward_cached(sentence_features, labels)
+
+    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
+                       with_backward: bool = False) -> Tensor:
+        # The score matrix of a pooled batch (a few hundred rows) is small: the loss is computed in one piece.
+        loss = self.compute_loss_from_embeddings([torch.cat(column) for column in reps], labels)
+        if with_backward:
+            loss.backward()
+            loss = loss.detach()
+        return loss
+
+    def get_config_dict(self) -> dict:
+        return {**super().get_config_dict(), "mini_batch_size": self.mini_batch_size}
 
 
 class PooledBatchSampler(DefaultBatchSampler):

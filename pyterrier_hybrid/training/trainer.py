@@ -31,7 +31,7 @@ from ..provenance import versions
 from . import memory
 from .checkpoints import check_output_dir as _check_output_dir
 from .checkpoints import incomplete_checkpoint_reason
-from .config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
+from .config import CONFIG_FILE, HybridTrainingConfig
 from .data import TrainingData
 from .loading import (
     DEFAULT_PASSAGE_PROMPT,
@@ -286,15 +286,14 @@ def build_loss(config: HybridTrainingConfig, model: SentenceTransformer, memory_
                examples: TrainingExamples, datasets: TrainingDatasets):
     """The contrastive loss as the memory plan chose it (with the base distillation term when asked), or the
     multi-positive loss of pooled batches."""
-    from .pooled import MultiPositiveRankingLoss
+    from .pooled import CachedMultiPositiveRankingLoss, MultiPositiveRankingLoss
 
     if examples.pooled is None:
         return datasets.distillation.contrastive_loss(
             model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
-    if memory_plan.loss != "mnrl":
-        raise TrainingConfigError(f"pooled batches of {config.batch_size} rows do not fit in memory and have no "
-                                  "cached loss yet: lower the batch size")
-    return MultiPositiveRankingLoss(model, scale=config.scale)
+    if memory_plan.loss == "mnrl":
+        return MultiPositiveRankingLoss(model, scale=config.scale)
+    return CachedMultiPositiveRankingLoss(model, scale=config.scale, mini_batch_size=memory_plan.mini_batch_size)
 
 
 def build_trainer(config: HybridTrainingConfig, model: SentenceTransformer, args, datasets: TrainingDatasets,
