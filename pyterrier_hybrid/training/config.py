@@ -274,7 +274,8 @@ class HybridTrainingConfig:
             return [f"batching must be one of {BATCHINGS}, got {self.batching!r}"]
         if self.batching != "pooled":
             return []
-        unsupported = [(self.hard_negatives, "hard negatives"), (self.distill_base_weight > 0, "the base distillation term")]
+        unsupported = [(self.hard_negatives, "hard negatives"),
+                       (self.distill_base_weight > 0, "the base distillation term")]
         return [f"pooled batching does not support {what} yet" for flag, what in unsupported if flag]
 
     def _distillation_problems(self) -> list[str]:

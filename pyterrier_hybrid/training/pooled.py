@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 
-__all__ = ["CachedMultiPositiveRankingLoss", "MultiPositiveRankingLoss", "PooledBatchSampler", "PooledData", "PooledDataError"]
+__all__ = ["CachedMultiPositiveRankingLoss", "MultiPositiveRankingLoss", "PooledBatchSampler", "PooledData",
+           "PooledDataError"]
 
 #: Groups set aside by one batch (too large for what is left, or sharing a passage) before it is closed as it is.
 MAX_WAITING = 64
