@@ -99,6 +99,19 @@ def test_compare_sets_the_learning_rate_of_every_trained_system(tmp_path):
         comparison_from_args(build_parser().parse_args(["compare", "--preset", "demo", "--learning-rate", "0"]))
 
 
+def test_compare_passes_the_batching_and_the_trained_weights_to_every_trained_system(tmp_path):
+    from pyterrier_hybrid.experiments.compare_cli import comparison_from_args
+
+    args = build_parser().parse_args(["compare", "--preset", "distill-cpu", "--batching", "pooled", "--freeze-layers",
+                                      "3", "--out", str(tmp_path)])
+    training = comparison_from_args(args).preset.training
+    assert (training.batching, training.freeze_layers, training.lora_rank) == ("pooled", 3, 0)
+    assert training.distill_parallel_weight == 1.0  # the rest of the recipe is kept
+    with pytest.raises(UserError, match="choose one"):
+        comparison_from_args(build_parser().parse_args(["compare", "--preset", "demo", "--freeze-layers", "3",
+                                                        "--lora-rank", "8", "--out", str(tmp_path)]))
+
+
 def test_the_cli_modules_list_the_presets_and_kinds_of_the_library():
     from pyterrier_hybrid.experiments import compare_cli, robustness_cli
     from pyterrier_hybrid.experiments.presets import PRESETS

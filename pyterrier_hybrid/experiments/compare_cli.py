@@ -76,6 +76,12 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-contrastive", action="store_true",
                         help="trained systems learn from the parallel distillation batches alone (train "
                              "--no-contrastive); give one --trained system, its alpha then plays no part")
+    parser.add_argument("--batching", default=None, choices=("hybrid", "pooled"),
+                        help="how contrastive batches are drawn (train --batching; default: the preset's)")
+    parser.add_argument("--freeze-layers", type=int, default=None, metavar="N",
+                        help="train no weight of the lowest N transformer layers (train --freeze-layers)")
+    parser.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                        help="train LoRA adapters of rank R instead of the weights (train --lora-rank)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +125,8 @@ def comparison_from_args(args: argparse.Namespace):
         training={name: value for name, value in (
             ("learning_rate", args.learning_rate),
             ("distill_base_weight", args.distill_base), ("distill_parallel_weight", args.distill_parallel),
-            ("distill_target", args.distill_target), ("contrastive", False if args.no_contrastive else None))
+            ("distill_target", args.distill_target), ("contrastive", False if args.no_contrastive else None),
+            ("batching", args.batching), ("freeze_layers", args.freeze_layers), ("lora_rank", args.lora_rank))
             if value is not None},
     )
     # Relative to the working directory when it can be: the reports name their plots by this path.
