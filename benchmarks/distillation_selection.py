@@ -26,6 +26,7 @@ from pyterrier_hybrid.datasets import lareqa_collection
 from pyterrier_hybrid.evaluation import evaluate_lareqa
 from pyterrier_hybrid.evaluation.runner import LAReQAEvaluationConfig
 from pyterrier_hybrid.evaluation.subsets import TopicSubset
+from pyterrier_hybrid.models import interpolate_weights
 from pyterrier_hybrid.provenance import git_facts, versions
 from pyterrier_hybrid.retrieval.systems import SystemOptions, SystemSpec, build_factory
 from pyterrier_hybrid.training import HybridTrainingConfig, train
@@ -56,6 +57,12 @@ CANDIDATES: dict[str, dict] = {
     # the cached multi-positive loss, at the chosen recipe's learning rate.
     "pooled112+mean-lr2e-4": dict(batching="pooled", batch_size=112, max_steps=120, distill_parallel_weight=1.0,
                                   distill_target="mean", learning_rate=2e-4),
+}
+#: Candidates made without training (WiSE-FT): a trained candidate's weights interpolated with the untrained base's,
+#: name -> (trained candidate, its weight). Listed after the candidate they come from.
+INTERPOLATED: dict[str, tuple[str, float]] = {
+    "mean-lr2e-4-x0.5": ("mean-lr2e-4", 0.5),
+    "mean-lr2e-4-x0.75": ("mean-lr2e-4", 0.75),
 }
 
 MEASURES = (("monolingual", "mAP"), ("cross-lingual", "mAP"), ("multilingual", "mAP"),
@@ -88,10 +95,11 @@ def main(argv=None) -> int:
                              f"(default: {COMMON.train})")
     args = parser.parse_args(argv)
     common = dataclasses.replace(COMMON, train=args.train)
-    names = args.only.split(",") if args.only else list(CANDIDATES)
-    unknown = sorted(set(names) - set(CANDIDATES))
+    known = [*CANDIDATES, *INTERPOLATED]
+    names = args.only.split(",") if args.only else known
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        parser.error(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
+        parser.error(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(known)}")
     args.out.mkdir(parents=True, exist_ok=True)
     subset, articles = held_out_subset(common)
     rows = []
@@ -103,13 +111,18 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         if name == "base":
             model, config = "default", None
+        elif name in INTERPOLATED:
+            source, weight = INTERPOLATED[name]
+            model = str(args.out / name / "model")
+            interpolate_weights("default", args.out / source / "model", weight).save(model)
         else:
             config = dataclasses.replace(common, output_dir=str(args.out / name / "model"), **CANDIDATES[name])
             model = str(train(config))
         train_s = time.perf_counter() - started
         row = {"candidate": name, **score(model, name, subset, common.candidate_text),
                "train_s": round(train_s, 1), "total_s": round(time.perf_counter() - started, 1),
-               "settings": CANDIDATES.get(name, {}), "held_out_articles": len(articles),
+               "settings": CANDIDATES.get(name) or {"interpolated": INTERPOLATED.get(name)},
+               "held_out_articles": len(articles),
                "questions": len(subset.qids)}
         result_path.parent.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps({**row, **git_facts(), "versions": versions()}, indent=2) + "\n")

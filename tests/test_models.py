@@ -421,3 +421,37 @@ def test_a_local_folder_that_fails_to_load_keeps_its_own_error(tmp_path):
     with pytest.raises(Exception) as caught:
         load_sentence_transformer(str(broken), device="cpu")
     assert not isinstance(caught.value, HubModelUnavailableError)
+
+
+def test_weight_interpolation_between_a_trained_model_and_its_start(tiny_model_path, tmp_path):
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    from pyterrier_hybrid.models import InterpolationError, interpolate_weights
+
+    trained = SentenceTransformer(str(tiny_model_path), device="cpu")
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    trained.save(str(tmp_path / "trained"))
+    start = SentenceTransformer(str(tiny_model_path), device="cpu").state_dict()
+    moved = trained.state_dict()
+    texts = ["query: where is the capital", "passage: Madrid es la capital de España."]
+    for weight in (0.0, 0.5, 1.0, 1.5):
+        mixed = interpolate_weights(tiny_model_path, tmp_path / "trained", weight)
+        for name, value in mixed.state_dict().items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, start[name] + weight * (moved[name] - start[name]))
+        if weight in (0.0, 1.0):  # the ends are the models themselves, and encode like them
+            same = SentenceTransformer(str(tiny_model_path if weight == 0 else tmp_path / "trained"), device="cpu")
+            np.testing.assert_allclose(mixed.encode(texts), same.encode(texts), atol=1e-6)
+    mixed.save(str(tmp_path / "mixed"))  # a plain sentence-transformers model again
+    assert SentenceTransformer(str(tmp_path / "mixed"), device="cpu").encode(texts).shape == (2, 32)
+
+    other = SentenceTransformer(str(tiny_model_path), device="cpu")
+    other = SentenceTransformer(modules=[*other, models.Dense(32, 32)], device="cpu")
+    other.save(str(tmp_path / "other"))
+    with pytest.raises(InterpolationError, match="do not have the same weights"):
+        interpolate_weights(tiny_model_path, tmp_path / "other", 0.5)
+    with pytest.raises(InterpolationError, match="finite number"):
+        interpolate_weights(tiny_model_path, tmp_path / "trained", float("nan"))

