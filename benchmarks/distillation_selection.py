@@ -57,6 +57,12 @@ CANDIDATES: dict[str, dict] = {
     # the cached multi-positive loss, at the chosen recipe's learning rate.
     "pooled112+mean-lr2e-4": dict(batching="pooled", batch_size=112, max_steps=120, distill_parallel_weight=1.0,
                                   distill_target="mean", learning_rate=2e-4),
+    # Fewer trained weights: the lowest 3 or 6 transformer layers kept as the base has them (as well as the word
+    # embeddings), so that what they know cannot be spent.
+    "mean-lr2e-4-frozen3": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean",
+                                learning_rate=2e-4, freeze_layers=3),
+    "mean-lr2e-4-frozen6": dict(contrastive=False, distill_parallel_weight=1.0, distill_target="mean",
+                                learning_rate=2e-4, freeze_layers=6),
 }
 #: Candidates made without training (WiSE-FT): a trained candidate's weights interpolated with the untrained base's,
 #: name -> (trained candidate, its weight). Listed after the candidate they come from.
