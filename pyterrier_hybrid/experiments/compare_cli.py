@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..cli_args import add_language_option
+from ..training.config import BATCHINGS, DISTILL_TARGETS
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 #: Where results go without --out: ``benchmarks/results/paper_comparison/<preset>`` in a source checkout (where the
@@ -71,12 +72,12 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base distillation weight of every trained system (train --distill-base)")
     parser.add_argument("--distill-parallel", type=float, default=None, metavar="WEIGHT",
                         help="parallel distillation weight of every trained system (train --distill-parallel)")
-    parser.add_argument("--distill-target", default=None, choices=("english", "mean"),
+    parser.add_argument("--distill-target", default=None, choices=DISTILL_TARGETS,
                         help="target of the parallel distillation (train --distill-target)")
     parser.add_argument("--no-contrastive", action="store_true",
                         help="trained systems learn from the parallel distillation batches alone (train "
                              "--no-contrastive); give one --trained system, its alpha then plays no part")
-    parser.add_argument("--batching", default=None, choices=("hybrid", "pooled"),
+    parser.add_argument("--batching", default=None, choices=BATCHINGS,
                         help="how contrastive batches are drawn (train --batching; default: the preset's)")
     parser.add_argument("--freeze-layers", type=int, default=None, metavar="N",
                         help="train no weight of the lowest N transformer layers (train --freeze-layers)")
