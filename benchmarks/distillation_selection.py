@@ -134,6 +134,14 @@ def main(argv=None) -> int:
         result_path.write_text(json.dumps({**row, **git_facts(), "versions": versions()}, indent=2) + "\n")
         rows.append(row)
         print(json.dumps(row), flush=True)
+    # The table shows every candidate scored in this folder so far, so that an --only run adds rows instead of
+    # replacing the table with its own subset.
+    scored = {row["candidate"]: row for row in rows}
+    for name in known:
+        result_path = args.out / name / "result.json"
+        if name not in scored and result_path.is_file():
+            scored[name] = json.loads(result_path.read_text())
+    rows = [scored[name] for name in ["base", *known] if name in scored]
     table = pd.DataFrame(rows)[["candidate", *(f"{s} {m}" for s, m in MEASURES), "train_s", "questions"]]
     table.to_csv(args.out / "selection.csv", index=False)
     (args.out / "selection.md").write_text(
