@@ -108,11 +108,9 @@ def main(argv=None) -> int:
         parser.error(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(known)}")
     args.out.mkdir(parents=True, exist_ok=True)
     subset, articles = held_out_subset(common)
-    rows = []
     for name in ["base"] + names:
         result_path = args.out / name / "result.json"
         if result_path.is_file():
-            rows.append(json.loads(result_path.read_text()))
             continue
         started = time.perf_counter()
         if name == "base":
@@ -132,16 +130,11 @@ def main(argv=None) -> int:
                "questions": len(subset.qids)}
         result_path.parent.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps({**row, **git_facts(), "versions": versions()}, indent=2) + "\n")
-        rows.append(row)
         print(json.dumps(row), flush=True)
     # The table shows every candidate scored in this folder so far, so that an --only run adds rows instead of
     # replacing the table with its own subset.
-    scored = {row["candidate"]: row for row in rows}
-    for name in known:
-        result_path = args.out / name / "result.json"
-        if name not in scored and result_path.is_file():
-            scored[name] = json.loads(result_path.read_text())
-    rows = [scored[name] for name in ["base", *known] if name in scored]
+    results = [args.out / name / "result.json" for name in ["base", *known]]
+    rows = [json.loads(path.read_text()) for path in results if path.is_file()]
     table = pd.DataFrame(rows)[["candidate", *(f"{s} {m}" for s, m in MEASURES), "train_s", "questions"]]
     table.to_csv(args.out / "selection.csv", index=False)
     (args.out / "selection.md").write_text(
