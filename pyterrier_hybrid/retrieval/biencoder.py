@@ -40,6 +40,7 @@ from tqdm.std import tqdm as std_tqdm
 
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS, join_candidate_text
 from ..models import load_sentence_transformer, resolve_model
+from ..precision import native_bf16_available
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -125,19 +126,6 @@ def check_queries(topics: pd.DataFrame) -> None:
         qids = topics["qid"][empty].astype(str).tolist() if "qid" in topics.columns else []
         shown = ", ".join(repr(q) for q in qids[:5]) + (f" and {len(qids) - 5} more" if len(qids) > 5 else "")
         raise ValueError(f"empty or whitespace-only query for qid {shown}" if qids else "empty query")
-
-
-def native_bf16_available(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products run natively on ``device`` (where they are emulated, bfloat16 is slower
-    than float32, so ``precision="auto"`` keeps float32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        # torch has no public query for this; these private helpers exist since torch 2.0 and are guarded.
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        with contextlib.suppress(Exception):
-            return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
 
 
 def resolve_autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:

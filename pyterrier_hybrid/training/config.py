@@ -54,7 +54,9 @@ class HybridTrainingConfig:
         seed: seeds model initialisation of new layers, dropout, the held-out split and the batch sampler.
         candidate_text: "sentence+context" (LAReQA's setting: sentence, a space, its paragraph) or "sentence".
         max_seq_length: token limit for training texts (None: the model's own).
-        bf16: bfloat16 autocast (on CPU about 2-4x faster than float32 where supported).
+        bf16: bfloat16 autocast (on CPU about 2-4x faster than float32 where supported). On a device without
+            native bfloat16 matrix products (a CPU without AVX512-BF16 or AMX) the run trains in float32 instead,
+            with a warning, and records ``bf16_autocast: false``.
         freeze_word_embeddings: do not train the word-embedding matrix (most of a multilingual model's parameters;
             freezing it saves optimizer memory and time, and keeps rare-language tokens as pre-trained).
         loss: "mnrl" (MultipleNegativesRankingLoss) or "cached-mnrl" (CachedMultipleNegativesRankingLoss, the same

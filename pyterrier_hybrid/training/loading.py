@@ -134,13 +134,12 @@ def load_training_examples(config: HybridTrainingConfig) -> TrainingExamples:
 
 def load_base_model(config: HybridTrainingConfig) -> tuple[str, SentenceTransformer]:
     """(resolved base model, the model loaded with its token limit and frozen weights as ``config`` says)."""
-    import torch
-
     from pyterrier_hybrid.models import load_sentence_transformer, resolve_model  # the default is built here
+    from pyterrier_hybrid.precision import training_device
 
     base_model = resolve_model(config.base_model)
     _check_layer_count(base_model, config)
-    model = load_sentence_transformer(base_model, device="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_sentence_transformer(base_model, device=str(training_device()))
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length
     if config.freeze_word_embeddings:

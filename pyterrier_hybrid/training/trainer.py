@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,6 +167,8 @@ class PreparedTraining:
     checkpoint: Path | None
     world_size: int
     memory_plan: MemoryPlan
+    #: whether the run autocasts to bfloat16 (``config.bf16`` unless the device would emulate it)
+    bf16_autocast: bool = False
     #: undo the training-only changes of the model (fast dropout, length buckets) before it is saved
     restorers: tuple[Callable[[], None], ...] = ()
 
@@ -208,6 +210,7 @@ class PreparedTraining:
                 "eval_examples": len(self.eval_data),
                 "eval_batch_size": trainer.args.per_device_eval_batch_size if self.eval_dataset is not None else None,
                 "world_size": self.world_size,
+                "bf16_autocast": self.bf16_autocast,
                 "global_steps": trainer.state.global_step,
                 "steps_per_epoch": self.steps_per_epoch,
                 "resumed_from": str(self.checkpoint) if self.checkpoint is not None else None,
@@ -316,12 +319,30 @@ def build_trainer(config: HybridTrainingConfig, model: SentenceTransformer, args
     return trainer
 
 
+def autocast_as_supported(config: HybridTrainingConfig) -> HybridTrainingConfig:
+    """``config`` with ``bf16`` off where the training device has no native bfloat16 matrix products.
+
+    A setting, not a recipe change: bfloat16 autocast is asked for speed, and an emulated one is far slower than
+    float32 (see :mod:`pyterrier_hybrid.precision`). The saved configuration keeps what was asked; the run record
+    says what was done (``bf16_autocast``).
+    """
+    from ..precision import native_bf16_available, training_device
+
+    device = training_device()
+    if not config.bf16 or native_bf16_available(device):
+        return config
+    logger.warning("bf16 autocast asked, but this %s has no native bfloat16 matrix instructions (AVX512-BF16 or "
+                   "AMX), where it is far slower than float32: training in float32", device.type.upper())
+    return replace(config, bf16=False)
+
+
 def prepare_training(
     config: HybridTrainingConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()
 ) -> PreparedTraining:
     """Load the data and the model and build the trainer for ``config`` (see :func:`train`)."""
     out = Path(config.output_dir)
     checkpoint = _check_output_dir(out, config, resume)
+    requested, config = config, autocast_as_supported(config)
     examples = load_training_examples(config)
     base_model, model = load_base_model(config)
     prompts = training_prompts(model, config)
@@ -338,12 +359,12 @@ def prepare_training(
     else:
         logger.info("memory: %s", memory_plan.reason)
     if args.process_index == 0 and checkpoint is None:
-        config.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model,
-                    memory_plan=memory_plan.to_dict())
+        requested.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model,
+                       bf16_autocast=config.bf16, memory_plan=memory_plan.to_dict())
     loss = build_loss(config, model, memory_plan, examples, datasets)
     trainer = build_trainer(config, model, args, datasets, factory, train_dataset, eval_dataset, loss, callbacks)
     return PreparedTraining(
-        config=config, trainer=trainer, sampler_factory=factory, data=examples.data,
+        config=requested, bf16_autocast=config.bf16, trainer=trainer, sampler_factory=factory, data=examples.data,
         train_data=examples.train_data, eval_data=examples.eval_data, train_dataset=train_dataset,
         eval_dataset=eval_dataset, base_model=base_model, prompts=prompts, checkpoint=checkpoint,
         world_size=max(1, args.world_size), memory_plan=memory_plan, restorers=tuple(restorers),
