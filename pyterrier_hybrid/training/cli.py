@@ -124,7 +124,9 @@ def _add_speed_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig)
     """What makes a step faster or smaller without changing what it learns (mostly)."""
     speed = parser.add_argument_group("speed and memory")
     speed.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
-    speed.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on recent CPUs and GPUs)")
+    speed.add_argument("--bf16", action="store_true",
+                       help="bfloat16 autocast (fast on recent CPUs and GPUs; float32, with a warning, where the "
+                            "processor has no native bfloat16 instructions)")
     speed.add_argument("--freeze-word-embeddings", action="store_true",
                        help="do not train the word-embedding matrix (less memory and time on CPU)")
     speed.add_argument("--freeze-layers", type=int, default=d.freeze_layers, metavar="N",
