@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from pyterrier_hybrid.datasets import lareqa_collection
 from pyterrier_hybrid.evaluation import evaluate_lareqa
 from pyterrier_hybrid.evaluation.runner import LAReQAEvaluationConfig
 from pyterrier_hybrid.evaluation.subsets import TopicSubset
 from pyterrier_hybrid.models import interpolate_weights
+from pyterrier_hybrid.precision import native_bf16_available
 from pyterrier_hybrid.provenance import git_facts, versions
 from pyterrier_hybrid.retrieval.systems import SystemOptions, SystemSpec, build_factory
 from pyterrier_hybrid.training import HybridTrainingConfig, train
@@ -101,6 +103,8 @@ def main(selection: Selection, doc: str, argv=None) -> int:
                "train_s": round(train_s, 1), "total_s": round(time.perf_counter() - started, 1),
                "settings": (selection.candidates[name] if name in selection.candidates
                             else {"interpolated": selection.interpolated.get(name)}),
+               # bf16 autocast in training and encoding where the processor runs it natively, else float32
+               "native_bf16": native_bf16_available(torch.device("cpu")),
                "held_out_articles": len(articles),
                "questions": len(subset.qids)}
         result_path.parent.mkdir(parents=True, exist_ok=True)
