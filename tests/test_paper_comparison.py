@@ -396,6 +396,24 @@ def test_rerun_reads_finished_evaluations_and_evaluates_a_retrained_model_again(
     pd.testing.assert_frame_equal(pd.read_csv(direction / "significance.csv"), significance)
 
 
+def test_a_finished_evaluation_without_its_top_runs_is_evaluated_again(smoke_run, tiny_model_path, tmp_path, capsys):
+    """Top runs are not committed with results: a comparison resumed over committed results evaluates those
+    systems again instead of stopping."""
+    out = tmp_path / "cloned"
+    shutil.copytree(smoke_run, out)
+    systems = out / "mlqa-r_to_xquad-r" / "systems"
+    missing = systems / "bm25" / "top_runs.npz"
+    missing.unlink()  # fails if the first run did not keep BM25's top runs
+    records = {p: json.loads(p.read_text()) for p in systems.rglob("run.json")}
+    capsys.readouterr()
+    assert compare(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)]) == 0
+    assert "is missing (the significance test needs it): evaluating again" in capsys.readouterr().out
+    assert missing.is_file()
+    for path, before in records.items():
+        changed = json.loads(path.read_text())["finished"] != before["finished"]
+        assert changed is ("bm25" in path.parts), path
+
+
 def test_skip_training_and_changed_configuration_fail_clearly(smoke_run, tiny_model_path, capsys):
     base = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(smoke_run)]
     assert compare(base + ["--skip-training", "--seeds", "7"]) == 2

@@ -306,6 +306,11 @@ class Comparison:
         if test_sets is not None:
             if set(saved.get("top_runs", ())) != {t.setting_type for t in test_sets}:
                 return None
+            if not (folder / TOP_RUNS_FILE).is_file():
+                # Top runs are not committed with the results (.gitignore), so a clone of them lacks the file:
+                # the system is evaluated again rather than the comparison stopped.
+                tqdm.write(f"{folder / TOP_RUNS_FILE} is missing (the significance test needs it): evaluating again")
+                return None
             runs = load_top_runs(folder / TOP_RUNS_FILE)
         return SystemRun(system, EvaluationResult.load(folder), runs, {**saved, "evaluation_reused": True})
 
