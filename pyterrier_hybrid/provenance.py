@@ -82,8 +82,15 @@ def utc_now() -> str:
 
 
 def command_line() -> str:
-    """The command that started this process, as typed (``sys.argv`` joined)."""
-    return " ".join(sys.argv)
+    """The command that started this process (``sys.argv`` joined); a program given by an absolute path is shown
+    relative to the working directory, or by its name outside it, so that records name no machine's folders."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is not None and program.is_absolute():
+        try:
+            program = program.relative_to(Path.cwd())
+        except ValueError:
+            program = Path(program.name)
+    return " ".join([str(program) if program is not None else "", *sys.argv[1:]]).strip()
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:

@@ -3,6 +3,7 @@ rule, the top-k run accumulator, the provenance of a run."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from pyterrier_hybrid.datasets.candidates import candidate_text
 from pyterrier_hybrid.datasets.irds import settings as irds_settings
 from pyterrier_hybrid.datasets.settings import lareqa_settings
 from pyterrier_hybrid.evaluation.runs import TopRun, load_top_runs, save_top_runs, score_matrix_top_run
-from pyterrier_hybrid.provenance import git_commit, git_facts, versions
+from pyterrier_hybrid.provenance import command_line, git_commit, git_facts, versions
 
 
 def test_the_registered_ids_are_the_evaluation_settings_of_each_collection():
@@ -104,3 +105,13 @@ def test_provenance_names_the_commit_of_a_checkout_and_nothing_outside_one(tmp_p
 
     found = versions()
     assert found["pyterrier-hybrid"] == pyterrier_hybrid.__version__ and found["python"]
+
+
+def test_the_recorded_command_names_no_absolute_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / ".venv" / "bin" / "pyterrier-hybrid"), "compare", "--out", "x"])
+    assert command_line() == ".venv/bin/pyterrier-hybrid compare --out x"
+    monkeypatch.setattr(sys, "argv", ["/elsewhere/bin/pyterrier-hybrid", "train"])
+    assert command_line() == "pyterrier-hybrid train"
+    monkeypatch.setattr(sys, "argv", ["benchmarks/debias.py", "--quick"])
+    assert command_line() == "benchmarks/debias.py --quick"  # a relative program is kept as typed
