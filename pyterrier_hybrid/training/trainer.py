@@ -167,8 +167,6 @@ class PreparedTraining:
     checkpoint: Path | None
     world_size: int
     memory_plan: MemoryPlan
-    #: whether the run autocasts to bfloat16 (``config.bf16`` unless the device would emulate it)
-    bf16_autocast: bool = False
     #: undo the training-only changes of the model (fast dropout, length buckets) before it is saved
     restorers: tuple[Callable[[], None], ...] = ()
 
@@ -210,7 +208,7 @@ class PreparedTraining:
                 "eval_examples": len(self.eval_data),
                 "eval_batch_size": trainer.args.per_device_eval_batch_size if self.eval_dataset is not None else None,
                 "world_size": self.world_size,
-                "bf16_autocast": self.bf16_autocast,
+                "bf16_autocast": trainer.args.bf16,  # config.bf16 unless the device would emulate it
                 "global_steps": trainer.state.global_step,
                 "steps_per_epoch": self.steps_per_epoch,
                 "resumed_from": str(self.checkpoint) if self.checkpoint is not None else None,
@@ -364,7 +362,7 @@ def prepare_training(
     loss = build_loss(config, model, memory_plan, examples, datasets)
     trainer = build_trainer(config, model, args, datasets, factory, train_dataset, eval_dataset, loss, callbacks)
     return PreparedTraining(
-        config=requested, bf16_autocast=config.bf16, trainer=trainer, sampler_factory=factory, data=examples.data,
+        config=requested, trainer=trainer, sampler_factory=factory, data=examples.data,
         train_data=examples.train_data, eval_data=examples.eval_data, train_dataset=train_dataset,
         eval_dataset=eval_dataset, base_model=base_model, prompts=prompts, checkpoint=checkpoint,
         world_size=max(1, args.world_size), memory_plan=memory_plan, restorers=tuple(restorers),
