@@ -396,6 +396,33 @@ def test_rerun_reads_finished_evaluations_and_evaluates_a_retrained_model_again(
     pd.testing.assert_frame_equal(pd.read_csv(direction / "significance.csv"), significance)
 
 
+def test_a_system_and_its_debiased_variant_encode_every_text_once(smoke_run, tiny_model_path, tmp_path,
+                                                                    monkeypatch):
+    """The debiased row reuses the vectors its plain row encoded: no model encodes a text twice in a run."""
+    from pyterrier_hybrid.retrieval.biencoder import SentenceTransformerBiEncoder
+
+    encoded = []
+    original = SentenceTransformerBiEncoder.encode_texts
+
+    def recording(self, texts, prompt, **kwargs):
+        encoded.extend((self.model_name, prompt, text) for text in texts)
+        return original(self, texts, prompt, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerBiEncoder, "encode_texts", recording)
+    out = tmp_path / "debiased"
+    (out / "models").mkdir(parents=True)
+    for model in (smoke_run / "models").iterdir():
+        (out / "models" / model.name).symlink_to(model)
+    args = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out), "--skip-training"]
+    assert compare(args + ["--debias", "mean"]) == 0
+    table = pd.read_csv(out / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
+    assert {"base (untrained) + debias", "hybrid (alpha=0.5) + debias"} <= set(table.index)
+    assert len(encoded) > 0 and len(set(encoded)) == len(encoded)
+    # sharing the vectors changes no figure of the plain rows
+    plain = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
+    pd.testing.assert_frame_equal(table.loc[plain.index, plain.columns], plain)
+
+
 def test_a_finished_evaluation_without_its_top_runs_is_evaluated_again(smoke_run, tiny_model_path, tmp_path, capsys):
     """Top runs are not committed with results: a comparison resumed over committed results evaluates those
     systems again instead of stopping."""

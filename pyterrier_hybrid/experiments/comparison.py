@@ -46,7 +46,7 @@ from .comparison_report import (
 from .presets import ComparisonPreset, Direction, PresetError
 from .records import RunRecord, provenance, read_record
 from .significance import TestSet, build_test_sets, top_runs
-from .systems import SystemEntry, SystemRun, system_factory
+from .systems import SharedEncodings, SystemEntry, SystemRun, system_factory
 from .training_runs import ModelFolderError, ModelStore, alpha_label, model_name, plan_training
 
 __all__ = [
@@ -206,11 +206,13 @@ class Comparison:
         test_sets = build_test_sets(setup.collection, setup.langs, self.preset.significance_pairs_per_language)
         system_runs = []
         base_max_length = None  # set by the "base" system, evaluated before the trained ones
+        shared = SharedEncodings()
         for system in tqdm(self.systems_for(direction), desc=f"systems on {direction.name}", unit="system",
                            disable=not self.progress):
             # Only the main systems take part in the significance test (the sweep's extra alphas do not).
             in_test = system.alpha is None or system.alpha in self.main_alphas
-            run = self.evaluate_system(setup, system, base_max_length, test_sets if in_test else None)
+            run = self.evaluate_system(setup, system, base_max_length, test_sets if in_test else None,
+                                       shared=shared)
             if system.slug == "base":
                 base_max_length = run.record["encoder_max_length"]
             system_runs.append(run)
@@ -264,10 +266,11 @@ class Comparison:
         return RunRecord(identity, facts)
 
     def evaluate_system(self, setup: DirectionSetup, system: SystemEntry, base_max_length: int | None,
-                        test_sets: list[TestSet] | None) -> SystemRun:
+                        test_sets: list[TestSet] | None, *, shared: SharedEncodings | None = None) -> SystemRun:
         """Evaluates one system in every setting (and, given ``test_sets``, keeps its top runs for the significance
         test); saves its result and run.json under ``<out>/<direction>/systems/<slug>/[seed-N/]``. A result an
-        earlier run saved with the same record is read instead."""
+        earlier run saved with the same record is read instead. ``shared``: the encodings of the model evaluated
+        just before, which a debiased variant of it reuses instead of encoding the same texts again."""
         # Trained models keep the training token limit (e.g. 96 or 128 on CPU) as their own; they are evaluated
         # at the base model's limit, so that the base and its trained versions read the same texts.
         max_length = base_max_length if system.alpha is not None else None
@@ -280,13 +283,15 @@ class Comparison:
             return reused
         tqdm.write(shown)
         started = time.perf_counter()
-        factory = RetrieverCache(system_factory(system.spec(), setup.options, max_length))
+        dense_factories = (shared or SharedEncodings()).for_model(system.model, max_length)
+        factory = RetrieverCache(system_factory(system.spec(), setup.options, max_length,
+                                                dense_factories=dense_factories))
         encoder_max_length = getattr(find_encoder(factory), "max_length", None)
         result = evaluate_lareqa(factory, setup.collection, setup.langs, system=system.label,
                                  config=setup.eval_config)
         runs = (top_runs(factory, setup.collection, test_sets, self.preset.significance_depth)
                 if test_sets is not None else {})
-        del factory  # frees the model and its indexes before the next system
+        del factory  # frees the indexes before the next system (``shared`` keeps the last model's encodings)
         result.save(folder)
         if runs:
             save_top_runs(runs, folder / TOP_RUNS_FILE)

@@ -31,6 +31,7 @@ __all__ = [
     "find_encoder",
     "parse_system",
     "slug",
+    "SharedEncodings",
     "system_factory",
     "training_alpha",
 ]
@@ -119,11 +120,34 @@ class SystemRun:
         return self.system.spec_options
 
 
-def system_factory(spec: SystemSpec, options: SystemOptions, max_length: int | None = None):
-    """``build_factory(spec, options)``; for a dense system with a token limit, its encoder reads at most
-    ``max_length`` tokens (``SystemOptions`` has no token limit; the encoder reads its ``max_length`` at encoding
-    time, so setting it after construction is the same as ``BiEncoderConfig(max_length=...)``)."""
-    factory = build_factory(spec, options)
+class SharedEncodings:
+    """The dense factories of the one model evaluated last, for :func:`system_factory`'s ``dense_factories``.
+
+    A comparison evaluates a system and then its debiased variant (the same model, the same texts): handing both the
+    same factories encodes every candidate and question once instead of twice. Only the last model's factories are
+    kept, so memory holds one model at a time; a token limit of its own makes another key (the encoder reads it).
+    """
+
+    def __init__(self):
+        self._key: tuple[str, int | None] | None = None
+        self._factories: dict = {}
+
+    def for_model(self, model: str, max_length: int | None) -> dict:
+        """The factories to share for ``model`` read at ``max_length`` tokens (a fresh dict for another model)."""
+        if (model, max_length) != self._key:
+            self._key, self._factories = (model, max_length), {}
+        return self._factories
+
+
+def system_factory(spec: SystemSpec, options: SystemOptions, max_length: int | None = None, *,
+                   dense_factories: dict | None = None):
+    """``build_factory(spec, options, dense_factories=...)``; for a dense system with a token limit, its encoder reads
+    at most ``max_length`` tokens (``SystemOptions`` has no token limit; the encoder reads its ``max_length`` at
+    encoding time, so setting it after construction is the same as ``BiEncoderConfig(max_length=...)``).
+
+    ``dense_factories``: kept by the caller across systems of one model (a system and its debiased variant), so that
+    they share one encoder and its cached vectors; the caller must not share it between token limits."""
+    factory = build_factory(spec, options, dense_factories=dense_factories)
     if max_length is not None and not spec.is_bm25:
         encoder = find_encoder(factory)
         if encoder is None:
