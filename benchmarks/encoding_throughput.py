@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyterrier_hybrid.datasets import lareqa_collection
     from pyterrier_hybrid.models import resolve_model
+    from pyterrier_hybrid.provenance import shown_path
     from pyterrier_hybrid.retrieval.biencoder import candidate_texts
 
     model_path = resolve_model(args.model)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     environment = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "model": model_path,
+        "model": shown_path(model_path),
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

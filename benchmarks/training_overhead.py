@@ -149,6 +149,8 @@ def main() -> None:
         worker(args)
         return
 
+    from pyterrier_hybrid.provenance import shown_path
+
     cache = Path(os.environ.get("PYTERRIER_HYBRID_CACHE", Path.home() / ".cache" / "pyterrier_hybrid"))
     if args.model == "tiny":
         model_path = tiny_model(cache)
@@ -185,7 +187,7 @@ def main() -> None:
     per_batch = sampler_time_per_batch(args)
     report = {
         "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "model_path")},
-        "model_path": str(model_path),
+        "model_path": shown_path(model_path),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "training": summary,
         "sampler_ms_per_batch": per_batch,

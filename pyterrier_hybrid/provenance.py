@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["command_line", "git_commit", "git_facts", "machine", "utc_now", "versions", "write_json"]
+__all__ = ["command_line", "git_commit", "git_facts", "machine", "shown_path", "utc_now", "versions", "write_json"]
 
 #: The distributions whose versions a run records by default.
 RECORDED_PACKAGES: tuple[str, ...] = (
@@ -91,6 +91,22 @@ def command_line() -> str:
         except ValueError:
             program = Path(program.name)
     return " ".join([str(program) if program is not None else "", *sys.argv[1:]]).strip()
+
+
+def shown_path(path: str | Path) -> str:
+    """How a record names a folder or file: relative to the working directory when inside it, ``~/...`` when under
+    the home folder, else as given (a hub id or a relative path is kept as typed), so that records name no machine's
+    folders."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    for root, shown in ((Path.cwd(), None), (Path.home(), Path("~"))):
+        try:
+            relative = path.relative_to(root)
+        except ValueError:
+            continue
+        return str(shown / relative if shown is not None else relative)
+    return str(path)
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:

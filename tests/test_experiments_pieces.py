@@ -14,7 +14,7 @@ from pyterrier_hybrid.datasets.candidates import candidate_text
 from pyterrier_hybrid.datasets.irds import settings as irds_settings
 from pyterrier_hybrid.datasets.settings import lareqa_settings
 from pyterrier_hybrid.evaluation.runs import TopRun, load_top_runs, save_top_runs, score_matrix_top_run
-from pyterrier_hybrid.provenance import command_line, git_commit, git_facts, versions
+from pyterrier_hybrid.provenance import command_line, git_commit, git_facts, shown_path, versions
 
 
 def test_the_registered_ids_are_the_evaluation_settings_of_each_collection():
@@ -115,3 +115,14 @@ def test_the_recorded_command_names_no_absolute_folder(monkeypatch, tmp_path):
     assert command_line() == "pyterrier-hybrid train"
     monkeypatch.setattr(sys, "argv", ["benchmarks/debias.py", "--quick"])
     assert command_line() == "benchmarks/debias.py --quick"  # a relative program is kept as typed
+
+
+def test_a_recorded_path_names_no_machine_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path / "..")
+    assert shown_path(tmp_path / "model") == f"{tmp_path.name}/model"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert shown_path(tmp_path / "home" / ".cache" / "e5") == "~/.cache/e5"
+    assert shown_path("/elsewhere/model") == "/elsewhere/model"  # outside both: nothing to shorten it to
+    assert shown_path("intfloat/multilingual-e5-small") == "intfloat/multilingual-e5-small"
