@@ -25,13 +25,13 @@ from ..retrieval.systems import (
 )
 
 __all__ = [
+    "SharedEncodings",
     "SystemEntry",
     "SystemRun",
     "check_model",
     "find_encoder",
     "parse_system",
     "slug",
-    "SharedEncodings",
     "system_factory",
     "training_alpha",
 ]
