@@ -86,10 +86,7 @@ def command_line() -> str:
     relative to the working directory, or by its name outside it, so that records name no machine's folders."""
     program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if program is not None and program.is_absolute():
-        try:
-            program = program.relative_to(Path.cwd())
-        except ValueError:
-            program = Path(program.name)
+        program = _relative_to(program, Path.cwd()) or Path(program.name)
     return " ".join([str(program) if program is not None else "", *sys.argv[1:]]).strip()
 
 
@@ -100,13 +97,19 @@ def shown_path(path: str | Path) -> str:
     path = Path(path)
     if not path.is_absolute():
         return str(path)
-    for root, shown in ((Path.cwd(), None), (Path.home(), Path("~"))):
-        try:
-            relative = path.relative_to(root)
-        except ValueError:
-            continue
-        return str(shown / relative if shown is not None else relative)
-    return str(path)
+    in_cwd = _relative_to(path, Path.cwd())
+    if in_cwd is not None:
+        return str(in_cwd)
+    in_home = _relative_to(path, Path.home())
+    return str(Path("~") / in_home) if in_home is not None else str(path)
+
+
+def _relative_to(path: Path, root: Path) -> Path | None:
+    """``path`` relative to ``root``, or None when it lies outside it."""
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return None
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
