@@ -1,4 +1,4 @@
-"""The README's code map names every module of the package, and only modules that exist."""
+"""The code map (docs/code-map.md) names every module of the package, and only modules that exist."""
 import re
 from pathlib import Path
 
@@ -7,10 +7,7 @@ PACKAGE = ROOT / "pyterrier_hybrid"
 
 
 def code_map() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = readme.index("## Code map")
-    end = readme.find("\n## ", start + 1)
-    return readme[start:end if end != -1 else None]
+    return (ROOT / "docs" / "code-map.md").read_text(encoding="utf-8")
 
 
 def mapped_modules() -> set[str]:
@@ -33,9 +30,9 @@ def package_modules() -> set[str]:
 
 def test_code_map_names_every_module():
     missing = package_modules() - mapped_modules()
-    assert not missing, f"modules missing from the README's code map: {sorted(missing)}"
+    assert not missing, f"modules missing from the code map: {sorted(missing)}"
 
 
 def test_code_map_names_no_module_that_does_not_exist():
     stale = mapped_modules() - package_modules()
-    assert not stale, f"the README's code map names modules that do not exist: {sorted(stale)}"
+    assert not stale, f"the code map names modules that do not exist: {sorted(stale)}"
