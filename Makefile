@@ -29,11 +29,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Lint first (ruff: pyflakes, import order, line length; configured in pyproject.toml), then the tests;
-# -rs: a test skipped for want of the LAReQA files says why, on one line (see README, Two commands).
+# Lint first (ruff: pyflakes, import order, line length; configured in pyproject.toml), then the tests, one
+# pytest-xdist worker per core (tests/conftest.py gives each worker its share of the cores' threads; worksteal: a
+# worker that runs out of tests takes some of those queued for another); -rs: a skipped test says why, on one line.
 test: install
 	$(PY) -m ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs -n auto --dist worksteal
 
 lint: install
 	$(PY) -m ruff check .

@@ -109,7 +109,8 @@ def random_model(layers: int = 1) -> Path:
     if (path / "modules.json").is_file():
         return path
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from pyterrier_hybrid.models import resolve_model
@@ -122,9 +123,9 @@ def random_model(layers: int = 1) -> Path:
     hf_dir = path / "_hf"
     BertModel(config).save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
-    transformer = models.Transformer(str(hf_dir), max_seq_length=MAX_LENGTH)
-    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
-    model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()],
+    transformer = modules.Transformer(str(hf_dir), max_seq_length=MAX_LENGTH)
+    pooling = modules.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling, modules.Normalize()],
                                 prompts={"query": "query: ", "passage": "passage: "}, device="cpu")
     model.save(str(path))
     return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,25 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_LAREQA = REPO_ROOT.parent / "shared" / "datasets" / "lareqa"
+
+
+def _threads_per_worker() -> int | None:
+    """Under pytest-xdist (``make test`` runs one worker per core): each worker's share of the cores, else None.
+
+    Two processes with two OpenMP threads each on two cores oversubscribe them, and a training step was measured
+    10x slower that way; so every worker, and every command a test starts (it inherits the environment), computes
+    on its share only."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers < 2:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
+THREADS_PER_WORKER = _threads_per_worker()
+if THREADS_PER_WORKER is not None:
+    # Set before torch or numpy is imported (their thread pools read these once).
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = str(THREADS_PER_WORKER)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,6 +84,8 @@ def find_lareqa_files() -> LAReQAFiles:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lareqa: needs the LAReQA release files (skipped, with why, without them)")
+    if THREADS_PER_WORKER is not None and "torch" in sys.modules:  # imported by a plugin before this file
+        sys.modules["torch"].set_num_threads(THREADS_PER_WORKER)
     found = find_lareqa_files()
     LAREQA.folder, LAREQA.unavailable = found.folder, found.unavailable
 
@@ -122,7 +144,8 @@ def build_tiny_sentence_transformer(path: Path, seed: int = 0, texts: list[str] 
     """A randomly initialised 2-layer BERT with a WordPiece vocabulary trained on a few multilingual texts,
     saved as a sentence-transformers folder with the E5 prompts, mean pooling and normalisation."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
     from tokenizers import models as tok_models
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -173,10 +196,10 @@ def build_tiny_sentence_transformer(path: Path, seed: int = 0, texts: list[str] 
     hf_dir = path / "_hf"
     BertModel(config).save_pretrained(hf_dir)
     hf_tokenizer.save_pretrained(hf_dir)
-    transformer = models.Transformer(str(hf_dir), max_seq_length=128)
-    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    transformer = modules.Transformer(str(hf_dir), max_seq_length=128)
+    pooling = modules.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
     model = SentenceTransformer(
-        modules=[transformer, pooling, models.Normalize()],
+        modules=[transformer, pooling, modules.Normalize()],
         prompts={"query": "query: ", "passage": "passage: "},
         default_prompt_name=None,
         device="cpu",
@@ -201,3 +224,14 @@ def one_torch_thread():
 def tiny_model_path(tmp_path_factory) -> Path:
     """Path of a tiny random sentence-transformers model folder (built once per test session)."""
     return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+@pytest.fixture()
+def truncates_long_passages():
+    """For a test that encodes LAReQA paragraphs (sentence + context) with the tiny model: its limit is 128 tokens
+    and nearly every paragraph is longer (several times longer with its small vocabulary), so the encoder's
+    truncation warning is expected; it is asserted here instead of reported as a warning of the run."""
+    from pyterrier_hybrid.retrieval.biencoder import TextTruncationWarning
+
+    with pytest.warns(TextTruncationWarning, match="longer than the model's limit"):
+        yield

@@ -425,7 +425,8 @@ def test_a_local_folder_that_fails_to_load_keeps_its_own_error(tmp_path):
 
 def test_weight_interpolation_between_a_trained_model_and_its_start(tiny_model_path, tmp_path):
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
 
     from pyterrier_hybrid.models import InterpolationError, interpolate_weights
 
@@ -449,7 +450,7 @@ def test_weight_interpolation_between_a_trained_model_and_its_start(tiny_model_p
     assert SentenceTransformer(str(tmp_path / "mixed"), device="cpu").encode(texts).shape == (2, 32)
 
     other = SentenceTransformer(str(tiny_model_path), device="cpu")
-    other = SentenceTransformer(modules=[*other, models.Dense(32, 32)], device="cpu")
+    other = SentenceTransformer(modules=[*other, Dense(32, 32)], device="cpu")
     other.save(str(tmp_path / "other"))
     with pytest.raises(InterpolationError, match="do not have the same weights"):
         interpolate_weights(tiny_model_path, tmp_path / "other", 0.5)

@@ -25,6 +25,11 @@ from .measures import AP, MAP, RANK_DISTANCE
 from .plots import plot_map_heatmap
 from .settings import SETTING_TYPES
 
+# A result read back must give the same tables as the one evaluated, so floats are read to the last bit: pandas'
+# default parser does so from 3.1 on (which deprecates the option); before 3.1 it can differ in the last digit.
+_PANDAS_MINOR = tuple(int(part) for part in pd.__version__.split(".")[:2])
+READ_CSV_EXACTLY = {} if _PANDAS_MINOR >= (3, 1) else {"float_precision": "round_trip"}
+
 ID_COLUMNS = ("setting", "setting_type", "qid", "query_lang", "doc_lang", "n_relevant", "best_rank")
 SETTING_COLUMNS = ["setting", "setting_type", "query_lang", "doc_lang"]
 _AVERAGED_OVER = {"monolingual": "languages", "cross-lingual": "language pairs", "multilingual": "query languages"}
@@ -149,9 +154,7 @@ class EvaluationResult:
                                     "(written by EvaluationResult.save)")
         meta = json.loads(needed[0].read_text(encoding="utf-8"))
         per_query_path = folder / "per_query.csv.gz"
-        # round_trip: the values written, to the last bit (pandas' default parser before 3.1 can differ in the last
-        # digit, and a result read back must give the same tables as the one evaluated)
-        read = functools.partial(pd.read_csv, float_precision="round_trip")
+        read = functools.partial(pd.read_csv, **READ_CSV_EXACTLY)
         return cls(
             collection=meta["collection"],
             system=meta["system"],
