@@ -181,7 +181,7 @@ def test_empty_query_is_a_clear_error_naming_the_qid(encoder, de_subset, bad_que
 
 def test_long_texts_are_truncated_with_one_warning(encoder, sentence_transformer, xquad):
     long_contexts = xquad.candidates(["en"])["context"].drop_duplicates().head(4).tolist()
-    long_texts = [c * 3 for c in long_contexts]  # well over the tiny model's 128 tokens
+    long_texts = [c * 20 for c in long_contexts]  # well over the tiny model's 1024 tokens
     texts = long_texts + ["short one", "another short one"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -414,7 +414,9 @@ def test_a_system_and_its_debiased_variant_encode_every_text_once(smoke_run, tin
     for model in (smoke_run / "models").iterdir():
         (out / "models" / model.name).symlink_to(model)
     args = SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out), "--skip-training"]
-    assert compare(args + ["--debias", "mean"]) == 0
+    # the cross-lingual settings fit the debiasing on candidates in one language and query it in another
+    with pytest.warns(UserWarning, match="was not seen when fitting the debiasing"):
+        assert compare(args + ["--debias", "mean"]) == 0
     table = pd.read_csv(out / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
     assert {"base (untrained) + debias", "hybrid (alpha=0.5) + debias"} <= set(table.index)
     assert len(encoded) > 0 and len(set(encoded)) == len(encoded)
