@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Lint first (ruff: pyflakes, import order, line length; configured in pyproject.toml), then the tests;
-# -rs: a test skipped for want of the LAReQA files says why, on one line (see README, Two commands).
+# -rs: a test skipped for want of the LAReQA files says why, on one line (see docs/datasets.md).
 test: install
 	$(PY) -m ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
