@@ -31,7 +31,8 @@ install: $(VENV)/.installed
 
 # Lint first (ruff: pyflakes, import order, line length; configured in pyproject.toml), then the tests, one
 # pytest-xdist worker per core (tests/conftest.py gives each worker its share of the cores' threads; worksteal: a
-# worker that runs out of tests takes some of those queued for another); -rs: a skipped test says why, on one line.
+# worker that runs out of tests takes some of those queued for another); -rs: a skipped test says why, on one
+# line (see docs/datasets.md).
 test: install
 	$(PY) -m ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs -n auto --dist worksteal

@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results", help="output folder")
     parser.add_argument("--debias", default=None, metavar="METHOD[,METHOD]",
                         help="also evaluate each dense system debiased by each method (LAReQA only): mean, lir:K, "
-                             "global:K, optionally @COLLECTION for query statistics (see README 'Removing language "
-                             "bias'); or name one system MODEL+debias:METHOD")
+                             "global:K, optionally @COLLECTION for query statistics (see docs/language-bias.md); "
+                             "or name one system MODEL+debias:METHOD")
     large = parser.add_argument_group(
         "dense retrieval on ir_datasets collections (not LAReQA)",
         "documents stream through the encoder into a FlexIndex on disk; memory per retriever for n documents of d "
