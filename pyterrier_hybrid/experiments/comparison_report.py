@@ -233,14 +233,23 @@ def comparison_markdown(preset: ComparisonPreset, reports: Sequence[dict[str, An
             " with their answer paragraphs only" if preset.answer_paragraphs_only else "")
     header = [
         f"# The paper's comparison: preset `{preset.name}`", "", f"{preset.description}.", "",
-        f"As run: base model `{base_model}`; every trained system {_training_summary(preset.training)}"
-        + "".join(f"; {s.label}: its own recipe, {_training_summary(s.training)}{_distillation_summary(s.training)}"
-                  for s in preset.recipe_systems)
-        + f", training languages {' '.join(train_langs) if train_langs else 'all'}; seeds "
-        f"{', '.join(map(str, preset.seeds))}; retrieval on {preset.candidate_text}{subset}. Git commit {commit}.",
-        "", "",
+        # Several trainings are listed with "; " between them, so the languages follow the last one the same way.
+        f"As run: base model `{base_model}`; {_trained_systems_summary(preset)}"
+        f"{'; ' if preset.recipe_systems else ', '}training languages "
+        f"{' '.join(train_langs) if train_langs else 'all'}; seeds {', '.join(map(str, preset.seeds))}; retrieval "
+        f"on {preset.candidate_text}{subset}. Git commit {commit}.", "", "",
     ]
     return "\n".join(header) + "\n".join(r["markdown"] for r in reports)
+
+
+def _trained_systems_summary(preset: ComparisonPreset) -> str:
+    """How the trained systems were trained: the shared training of the regimes, then each recipe system's own."""
+    if not preset.recipe_systems:
+        return f"every trained system {_training_summary(preset.training)}"
+    return "; ".join([f"the regimes ({', '.join(label for label, _ in preset.main_systems)}) "
+                      f"{_training_summary(preset.training)}"]
+                     + [f"{s.label}: its own recipe, {_training_summary(s.training)}{_distillation_summary(s.training)}"
+                        for s in preset.recipe_systems])
 
 
 def _training_summary(training) -> str:
