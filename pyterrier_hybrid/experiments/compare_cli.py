@@ -32,7 +32,7 @@ PRESET_NAMES = ("cpu", "demo", "distill-cpu", "gpu", "paper-cpu")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu", metavar="{" + ",".join(PRESET_NAMES) + "}",
                         help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
-                             "demo (make demo, ~8 min: two regimes and a distilled system), paper-cpu (the paper's "
+                             "demo (make demo, ~7 min: two regimes and a distilled system), paper-cpu (the paper's "
                              "recipe sized for 2 CPU cores, 3 seeds, ~150 min per direction on quiet cores, measured), "
                              "distill-cpu (distillation from the frozen base, both directions, 3 seeds); default cpu")
     parser.add_argument("--out", type=Path, default=None,
