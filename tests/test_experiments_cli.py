@@ -135,8 +135,11 @@ def test_compare_adds_extra_systems_and_a_debiased_variant_of_every_dense_system
     labels = [s.label for s in systems]
     assert labels == ["BM25", "base (untrained)", "base (untrained) + debias", "tiny-mean",
                       "X-X-mono (alpha=1)", "X-X-mono (alpha=1) + debias", "hybrid (alpha=0.5)",
-                      "hybrid (alpha=0.5) + debias"]  # a plain BM25 is in the table already
+                      "hybrid (alpha=0.5) + debias", "distilled", "distilled + debias"]  # plain BM25: in already
     by_label = {s.label: s for s in systems}
+    assert by_label["distilled + debias"].spec().debias == "mean" and by_label["distilled"].own_recipe
+    assert Path(by_label["distilled + debias"].model).name == "mlqa-r-distilled-seed42"
+    assert not by_label["hybrid (alpha=0.5)"].own_recipe
     assert by_label["hybrid (alpha=0.5) + debias"].spec().debias == "mean"
     assert by_label["hybrid (alpha=0.5) + debias"].model == by_label["hybrid (alpha=0.5)"].model
     assert by_label["tiny-mean"].spec().debias == "mean"  # kept although it is the base model: it has an option

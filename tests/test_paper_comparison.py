@@ -3,6 +3,7 @@ inputs, and one end-to-end run with the tiny model (a few training steps, two XQ
 questions)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -27,12 +28,15 @@ from pyterrier_hybrid.experiments.presets import (
     XQUAD_TO_MLQA,
     ComparisonPreset,
     Direction,
+    PresetError,
+    RecipeSystem,
     get_preset,
     override_preset,
 )
 from pyterrier_hybrid.experiments.significance import balanced_pairs
 from pyterrier_hybrid.experiments.training_curves import plot_loss_curves, training_runs_table
 from pyterrier_hybrid.experiments.training_runs import ModelStore, plan_training
+from pyterrier_hybrid.training.recipes import DISTILL_CPU_RECIPE
 
 
 def compare(args) -> int:
@@ -193,6 +197,55 @@ def test_plan_training_trains_each_model_once(tmp_path):
     assert len({(r.config.max_steps, r.config.batch_size, r.config.learning_rate) for r in runs}) == 1
 
 
+def test_a_recipe_system_trains_with_its_own_configuration_under_its_own_name(tmp_path):
+    own = DISTILL_CPU_RECIPE
+    preset = ComparisonPreset(
+        name="t", description="", training=PRESETS["cpu"].training, seeds=(1, 2),
+        directions=(MLQA_TO_XQUAD, XQUAD_TO_MLQA), main_systems=(("X-X-mono", 1.0),), sweep_alphas=(0.5, 1.0),
+        sweep_directions=(MLQA_TO_XQUAD,), recipe_systems=(RecipeSystem("distilled", own),),
+    )
+    runs = plan_training(preset, tmp_path, base_model="/some/model", train_langs=("en", "de"))
+    recipe_runs = [r for r in runs if r.recipe is not None]
+    assert sorted(r.name for r in recipe_runs) == ["mlqa-r-distilled-seed1", "mlqa-r-distilled-seed2",
+                                                   "xquad-r-distilled-seed1", "xquad-r-distilled-seed2"]
+    for run in recipe_runs:
+        assert run.recipe == "distilled" and run.path.parent == tmp_path
+        # the recipe's own training, with the run's collection, seed, base model and languages
+        expected = dataclasses.replace(own, train=f"lareqa/{run.name.split('-distilled')[0]}",
+                                       seed=run.config.seed, base_model="/some/model", train_langs=("en", "de"),
+                                       output_dir=run.config.output_dir)
+        assert run.config == expected
+    # the regimes and the sweep are planned as without the recipe system (the sweep trains no recipe model)
+    without = plan_training(dataclasses.replace(preset, recipe_systems=()), tmp_path, base_model="/some/model",
+                            train_langs=("en", "de"))
+    assert [r for r in runs if r.recipe is None] == without
+    assert {r.name for r in without} == {"mlqa-r-alpha1-seed1", "mlqa-r-alpha1-seed2", "xquad-r-alpha1-seed1",
+                                         "xquad-r-alpha1-seed2", "mlqa-r-alpha0.5-seed1", "mlqa-r-alpha0.5-seed2"}
+    assert preset.to_dict()["recipe_systems"] == [{"label": "distilled", "training": own.to_dict()}]
+
+
+def test_recipe_system_labels_are_folder_names_no_other_system_uses():
+    training = PRESETS["cpu"].training
+    for label, problem in (("alpha-1", "would share folders"), ("base", "would share folders"),
+                           ("my system", "letters, digits"), ("hybrid", "duplicate system labels")):
+        with pytest.raises(PresetError, match=problem):
+            ComparisonPreset(name="x", description="", training=training,
+                             recipe_systems=(RecipeSystem(label, DISTILL_CPU_RECIPE),))
+
+
+def test_options_change_a_recipe_system_too_and_trained_replaces_it():
+    demo = get_preset("demo")
+    budget = override_preset(demo, max_steps=2, batch_size=8, training={"learning_rate": 1e-4})
+    (distilled,) = budget.recipe_systems
+    assert (distilled.training.max_steps, distilled.training.batch_size, distilled.training.learning_rate) == (2, 8,
+                                                                                                              1e-4)
+    assert not distilled.training.contrastive and distilled.training.distill_target == "mean"  # the rest kept
+    assert (budget.training.max_steps, budget.training.batch_size) == (2, 8)
+    only = override_preset(demo, main_systems=[("X-X-mono", 1.0), ("hybrid", 0.5)])
+    assert only.recipe_systems == () and only.main_systems == demo.main_systems
+    assert override_preset(demo, langs=["en"]).recipe_systems == demo.recipe_systems
+
+
 def test_demo_preset_evaluates_a_language_never_trained_on():
     from pyterrier_hybrid.datasets import LAREQA_LANGUAGES
 
@@ -201,6 +254,22 @@ def test_demo_preset_evaluates_a_language_never_trained_on():
     langs = demo.langs_for(direction.evaluate)
     assert set(langs) - set(LAREQA_LANGUAGES[direction.train])
     assert {alpha for _, alpha in demo.main_systems} == {1.0, 0.5}
+
+
+def test_demo_preset_shows_the_distilled_recipe_beside_unchanged_regimes():
+    demo = PRESETS["demo"]
+    (distilled,) = demo.recipe_systems
+    assert distilled.label == "distilled"
+    # the distill-cpu recipe (learning rate, target, batch shape) with a smaller budget
+    assert dataclasses.replace(distilled.training, max_steps=DISTILL_CPU_RECIPE.max_steps) == DISTILL_CPU_RECIPE
+    assert distilled.training.max_steps < DISTILL_CPU_RECIPE.max_steps
+    # the regimes train as they did before the distilled system joined them
+    regimes = demo.training
+    assert (regimes.max_steps, regimes.batch_size, regimes.max_seq_length, regimes.learning_rate) == (60, 16, 96,
+                                                                                                     3e-5)
+    assert demo.seeds == (42,) and demo.main_systems == (("X-X-mono", 1.0), ("hybrid", 0.5))
+    # no other preset has a recipe system: their models, result keys and saved results stay as they were
+    assert all(not preset.recipe_systems for name, preset in PRESETS.items() if name != "demo")
 
 
 def test_direction_and_preset_errors_name_the_problem():
@@ -253,7 +322,8 @@ def smoke_run(tmp_path_factory, tiny_model_path, lareqa_dir):
 
 def test_smoke_run_writes_table_1_with_every_system(smoke_run):
     table = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "table.csv")
-    assert table["System"].tolist() == ["BM25", "base (untrained)", "X-X-mono (alpha=1)", "hybrid (alpha=0.5)"]
+    assert table["System"].tolist() == ["BM25", "base (untrained)", "X-X-mono (alpha=1)", "hybrid (alpha=0.5)",
+                                        "distilled"]
     for column in ("Monolingual mAP", "Cross-lingual mAP", "Multilingual mAP", "R@1 (pool)", "R@10 (pool)"):
         assert table[column].between(0, 1).all(), column
     assert (table["Rank distance ↓"] >= 0).all()
@@ -263,7 +333,9 @@ def test_smoke_run_writes_table_1_with_every_system(smoke_run):
     assert "### Hybrid against each baseline, over seeds" in report
     assert "One seed: there is no spread to compare the differences with" in report
     spread = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "seed_spread.csv")
+    # the distilled system is no baseline of hybrid's seed spread, although its configuration has an alpha too
     assert set(spread["Baseline"]) == {"X-X-mono (alpha=1)"} and spread["exceeds spread"].isna().all()
+    assert set(spread["System"]) == {"hybrid (alpha=0.5)"}
     hybrid_multi = table.set_index("System").loc["hybrid (alpha=0.5)", "Multilingual mAP"]
     mono_multi = table.set_index("System").loc["X-X-mono (alpha=1)", "Multilingual mAP"]
     assert spread.set_index("Measure").loc["Multilingual mAP", "Difference"] == pytest.approx(hybrid_multi - mono_multi)
@@ -272,7 +344,7 @@ def test_smoke_run_writes_table_1_with_every_system(smoke_run):
 def test_smoke_run_reports_the_training_runs_and_their_loss_curves(smoke_run):
     direction = smoke_run / "mlqa-r_to_xquad-r"
     runs = pd.read_csv(direction / "training_runs.csv")
-    assert runs["System"].tolist() == ["X-X-mono (alpha=1)", "hybrid (alpha=0.5)"]
+    assert runs["System"].tolist() == ["X-X-mono (alpha=1)", "hybrid (alpha=0.5)", "distilled"]
     assert (runs["steps"] == 2).all() and (runs["planned steps"] == 2).all() and not runs["stopped early"].any()
     assert (direction / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "### Training runs" in (direction / "report.md").read_text(encoding="utf-8")
@@ -302,6 +374,7 @@ def test_smoke_run_significance_agrees_with_the_exact_evaluation(smoke_run):
     baseline = significance[significance["System"] == "X-X-mono (alpha=1)"]
     assert len(baseline) == 3 and baseline["AP@100 p-value"].isna().all()
     others = significance[significance["System"] != "X-X-mono (alpha=1)"]
+    assert "distilled" in set(others["System"])  # compared with the baseline like the regimes
     p = others["AP@100 p-value corrected"].dropna()
     assert p.between(0, 1).all()
     for setting_type, column in (("monolingual", "Monolingual mAP"), ("cross-lingual", "Cross-lingual mAP")):
@@ -316,7 +389,7 @@ def test_smoke_run_significance_agrees_with_the_exact_evaluation(smoke_run):
 def test_smoke_run_records_preset_commit_model_seed_and_wall_time(smoke_run, tiny_model_path):
     systems = smoke_run / "mlqa-r_to_xquad-r" / "systems"
     records = {p.parent.relative_to(systems).as_posix(): json.loads(p.read_text()) for p in systems.rglob("run.json")}
-    assert set(records) == {"bm25", "base", "alpha-1/seed-42", "alpha-0.5/seed-42"}
+    assert set(records) == {"bm25", "base", "alpha-1/seed-42", "alpha-0.5/seed-42", "distilled/seed-42"}
     for record in records.values():
         assert record["preset"] == "demo"
         assert record["git_commit"]
@@ -326,6 +399,9 @@ def test_smoke_run_records_preset_commit_model_seed_and_wall_time(smoke_run, tin
     assert trained["seed"] == 42 and trained["alpha"] == 0.5
     assert Path(trained["model"]).name == "mlqa-r-alpha0.5-seed42"
     assert trained["training_wall_time_s"] > 0 and trained["training_reused"] is False
+    distilled = records["distilled/seed-42"]
+    assert distilled["system"] == "distilled" and distilled["seed"] == 42
+    assert Path(distilled["model"]).name == "mlqa-r-distilled-seed42" and distilled["training_reused"] is False
     assert records["base"]["model"] == str(tiny_model_path)
     run = json.loads((smoke_run / "run.json").read_text())
     assert run["status"] == "finished" and run["preset"]["name"] == "demo"
@@ -337,20 +413,40 @@ def test_smoke_run_draws_the_plots(smoke_run):
     pngs = [direction / "settings_bars.png", direction / "rank_distance_bars.png",
             smoke_run / "alpha_sweep_mlqa-r_to_xquad-r.png"]
     pngs += list((direction / "systems").rglob("map_heatmap.png"))
-    assert len(pngs) == 7
+    assert len(pngs) == 8
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     sweep = pd.read_csv(smoke_run / "alpha_sweep_mlqa-r_to_xquad-r.csv")
-    assert sweep["alpha"].tolist() == [0.5, 1.0]
+    # one run per alpha: the distilled system (its configuration's alpha is 0.5) is not in the sweep
+    assert sweep["alpha"].tolist() == [0.5, 1.0] and sweep["runs"].tolist() == [1, 1]
 
 
 def test_smoke_run_saves_finished_models_without_checkpoints(smoke_run):
-    for name in ("mlqa-r-alpha1-seed42", "mlqa-r-alpha0.5-seed42"):
+    for name in ("mlqa-r-alpha1-seed42", "mlqa-r-alpha0.5-seed42", "mlqa-r-distilled-seed42"):
         folder = smoke_run / "models" / name
         assert ModelStore.is_finished(folder)
         assert not (folder / "checkpoints").exists()
         saved = json.loads((folder / "training_config.json").read_text())
         assert saved["config"]["max_steps"] == 2 and saved["config"]["train_langs"] == ["en", "de"]
+        assert saved["config"]["batch_size"] == 8
+
+
+def test_smoke_run_trains_the_distilled_system_with_its_own_recipe(smoke_run):
+    def config(name):
+        return json.loads((smoke_run / "models" / name / "training_config.json").read_text())["config"]
+
+    distilled, hybrid = config("mlqa-r-distilled-seed42"), config("mlqa-r-alpha0.5-seed42")
+    recipe = PRESETS["demo"].recipe_systems[0].training
+    assert distilled["learning_rate"] == recipe.learning_rate != hybrid["learning_rate"]
+    assert distilled["contrastive"] is False and hybrid["contrastive"] is True
+    assert distilled["distill_parallel_weight"] == 1.0 and distilled["distill_target"] == "mean"
+    assert hybrid["distill_parallel_weight"] == 0.0
+    record = json.loads((smoke_run / "models" / "mlqa-r-distilled-seed42" / "paper_comparison_training.json")
+                        .read_text())
+    assert record["recipe_system"] == "distilled" and record["global_steps"] == 2
+    run = json.loads((smoke_run / "run.json").read_text())
+    assert [s["label"] for s in run["preset"]["recipe_systems"]] == ["distilled"]
+    assert "distilled: its own recipe, 2 steps of batch 8, lr 0.0002" in (smoke_run / "paper_comparison.md").read_text()
 
 
 def test_rerun_reuses_the_trained_models(smoke_run, tiny_model_path, tmp_path):
@@ -382,9 +478,12 @@ def test_rerun_reads_finished_evaluations_and_evaluates_a_retrained_model_again(
     training_record = out / "models" / "mlqa-r-alpha1-seed42" / "paper_comparison_training.json"
     retrained = json.loads(training_record.read_text()) | {"finished": "2000-01-01T00:00:00Z"}
     training_record.write_text(json.dumps(retrained))
+    assert direction / "systems" / "distilled" / "seed-42" / "run.json" in records
     capsys.readouterr()
     assert compare(SMOKE_ARGS + ["--base-model", str(tiny_model_path), "--out", str(out)]) == 0
-    assert "evaluated earlier with the same model and settings" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "evaluated earlier with the same model and settings" in printed
+    assert "mlqa-r_to_xquad-r: distilled seed 42: evaluated earlier" in printed  # the recipe system is read back too
     for path, before in records.items():
         after = json.loads(path.read_text())
         if "alpha-1" in path.parts:
@@ -418,7 +517,7 @@ def test_a_system_and_its_debiased_variant_encode_every_text_once(smoke_run, tin
     with pytest.warns(UserWarning, match="was not seen when fitting the debiasing"):
         assert compare(args + ["--debias", "mean"]) == 0
     table = pd.read_csv(out / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")
-    assert {"base (untrained) + debias", "hybrid (alpha=0.5) + debias"} <= set(table.index)
+    assert {"base (untrained) + debias", "hybrid (alpha=0.5) + debias", "distilled + debias"} <= set(table.index)
     assert len(encoded) > 0 and len(set(encoded)) == len(encoded)
     # sharing the vectors changes no figure of the plain rows
     plain = pd.read_csv(smoke_run / "mlqa-r_to_xquad-r" / "table.csv").set_index("System")

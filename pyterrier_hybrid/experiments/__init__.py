@@ -4,8 +4,9 @@ Data flows one way: experiments use ``datasets``, ``training``, ``retrieval`` an
 imports from here. The ``pyterrier-hybrid compare`` and ``pyterrier-hybrid robustness`` commands drive these
 modules:
 
-- :mod:`.presets`: :class:`ComparisonPreset` (directions, trained systems, seeds, sweep, budgets), :data:`PRESETS`
-  (cpu, gpu, demo), :func:`override_preset`;
+- :mod:`.presets`: :class:`ComparisonPreset` (directions, trained systems, seeds, sweep, budgets),
+  :class:`RecipeSystem` (a trained system with its own recipe), :data:`PRESETS` (cpu, gpu, demo, ...),
+  :func:`override_preset`;
 - :mod:`.training_runs`: the models a comparison trains, trained once or reused (:class:`ModelStore`);
 - :mod:`.comparison`: :class:`Comparison`, the whole run (trains, evaluates or reuses every system per direction);
 - :mod:`.comparison_report`: the comparison's tables, plots and Markdown, from the evaluated systems;
@@ -35,6 +36,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "ComparisonPreset": ".presets",
     "Direction": ".presets",
     "PresetError": ".presets",
+    "RecipeSystem": ".presets",
     "get_preset": ".presets",
     "override_preset": ".presets",
     "ModelStore": ".training_runs",

@@ -32,9 +32,9 @@ PRESET_NAMES = ("cpu", "demo", "distill-cpu", "gpu", "paper-cpu")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu", metavar="{" + ",".join(PRESET_NAMES) + "}",
                         help="what to run: cpu (about an hour on 2 CPU cores), gpu (the paper's recipe, 3 seeds), "
-                             "demo (make demo, ~10 min), paper-cpu (the paper's recipe sized for 2 CPU cores, 3 seeds, "
-                             "~150 min per direction on quiet cores, measured), distill-cpu (distillation from the "
-                             "frozen base, both directions, 3 seeds); default cpu")
+                             "demo (make demo, ~7 min: two regimes and a distilled system), paper-cpu (the paper's "
+                             "recipe sized for 2 CPU cores, 3 seeds, ~150 min per direction on quiet cores, measured), "
+                             "distill-cpu (distillation from the frozen base, both directions, 3 seeds); default cpu")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: benchmarks/results/paper_comparison/<preset> in a source "
                              "checkout, else results/paper_comparison/<preset>)")
@@ -59,15 +59,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """How the comparison's systems are trained (each overrides the preset's)."""
+    """How the comparison's systems are trained (each overrides the preset's, for every trained system: the paper's
+    regimes and a preset's recipe systems, e.g. demo's distilled, alike)."""
     add_language_option(parser, "--train-langs", default=None,
                         help="training languages (default: all of the training collection's)")
-    parser.add_argument("--max-steps", type=int, default=None, help="training steps (overrides the preset's budget)")
-    parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="training steps of every trained system, a recipe system's included (overrides the "
+                             "preset's budget)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="training batch size of every trained system (default: the preset's)")
     parser.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                         help="learning rate of every trained system (default: the preset's)")
     parser.add_argument("--trained", nargs="+", default=None, metavar="LABEL=ALPHA",
-                        help="the trained systems of the table, e.g. X-X-mono=1 hybrid=0.5 (default: the preset's)")
+                        help="the trained systems of the table, e.g. X-X-mono=1 hybrid=0.5, all trained with the "
+                             "preset's shared training (default: the preset's). Replaces every trained system, the "
+                             "preset's own-recipe systems included (demo: distilled): the table holds exactly these")
     parser.add_argument("--distill-base", type=float, default=None, metavar="WEIGHT",
                         help="base distillation weight of every trained system (train --distill-base)")
     parser.add_argument("--distill-parallel", type=float, default=None, metavar="WEIGHT",

@@ -6,7 +6,9 @@ collection, evaluate on the other, which is never seen in training), :class:`Com
 - BM25; the base encoder without training; the preset's extra systems (any
   :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` string); and the base encoder trained with hybrid batches
   at each alpha of ``main_systems`` (1: X-X-mono, 0: X-Y, 0.5: hybrid), all with the same budget, data, seeds and
-  hyperparameters; with ``debias``, a debiased variant of the base and of every trained system;
+  hyperparameters; the preset's ``recipe_systems``, each trained with its own configuration on the same data and
+  seeds (e.g. the distilled system of ``demo``); with ``debias``, a debiased variant of the base and of every
+  trained system;
 
 and writes per direction Table 1 (mean ± std over seeds, :mod:`.aggregate`), the seen/unseen language split, paired
 significance tests against the monolingual-trained system (:mod:`.significance`), hybrid against each baseline over
@@ -47,7 +49,7 @@ from .presets import ComparisonPreset, Direction, PresetError
 from .records import RunRecord, provenance, read_record
 from .significance import TestSet, build_test_sets, top_runs
 from .systems import SharedEncodings, SystemEntry, SystemRun, system_factory
-from .training_runs import ModelFolderError, ModelStore, alpha_label, model_name, plan_training
+from .training_runs import ModelFolderError, ModelStore, alpha_label, model_name, plan_training, recipe_model_name
 
 __all__ = [
     "Comparison",
@@ -115,8 +117,8 @@ class Comparison:
         self.training_runs = plan_training(preset, self.out / "models", base, self.train_langs)
         if sweep_only:
             sweep_train = {f"lareqa/{d.train}" for d in preset.sweep_directions}
-            self.training_runs = [r for r in self.training_runs
-                                  if r.config.train in sweep_train and r.config.alpha in preset.sweep_alphas]
+            self.training_runs = [r for r in self.training_runs if r.recipe is None
+                                  and r.config.train in sweep_train and r.config.alpha in preset.sweep_alphas]
         self.training_records: dict[str, dict[str, Any]] = {}
 
     # -- steps -----------------------------------------------------------------------------------------------------
@@ -143,7 +145,8 @@ class Comparison:
     def train_all(self) -> None:
         """Trains every model the run needs (or reuses the finished ones); records each in ``training_records``."""
         for run in tqdm(self.training_runs, desc="training runs", unit="model", disable=not self.progress):
-            tqdm.write(f"model {run.name}: alpha {run.config.alpha:g}, seed {run.config.seed}, {run.config.train}")
+            kind = f"recipe system {run.recipe}" if run.recipe is not None else f"alpha {run.config.alpha:g}"
+            tqdm.write(f"model {run.name}: {kind}, seed {run.config.seed}, {run.config.train}")
             self.training_records[run.name] = self.store.ensure(run)
 
     def untrained_systems(self) -> list[SystemEntry]:
@@ -163,7 +166,8 @@ class Comparison:
 
     def systems_for(self, direction: Direction) -> list[SystemEntry]:
         """Every system evaluated on ``direction``: BM25, the base, the preset's extra systems, the trained alphas per
-        seed, and with ``preset.debias`` a debiased variant of the base and of every trained system."""
+        seed, the recipe systems per seed, and with ``preset.debias`` a debiased variant of the base and of every
+        trained system."""
         debias = (("debias", self.preset.debias),) if self.preset.debias is not None else ()
         systems = self.untrained_systems()
         alphas = {alpha: label for label, alpha in self.preset.main_systems}
@@ -178,6 +182,14 @@ class Comparison:
                 if debias and alpha in self.main_alphas:
                     systems.append(SystemEntry(f"{shown} + debias", f"alpha-{alpha:g}-debias", model, seed, alpha,
                                                debias))
+        for recipe in self.preset.recipe_systems:
+            alpha = recipe.training.alpha
+            for seed in self.preset.seeds:
+                model = str(self.out / "models" / recipe_model_name(direction.train, recipe.label, seed))
+                systems.append(SystemEntry(recipe.label, recipe.label, model, seed, alpha, own_recipe=True))
+                if debias:
+                    systems.append(SystemEntry(f"{recipe.label} + debias", f"{recipe.label}-debias", model, seed,
+                                               alpha, debias, own_recipe=True))
         return systems
 
     @property
@@ -209,8 +221,8 @@ class Comparison:
         shared = SharedEncodings()
         for system in tqdm(self.systems_for(direction), desc=f"systems on {direction.name}", unit="system",
                            disable=not self.progress):
-            # Only the main systems take part in the significance test (the sweep's extra alphas do not).
-            in_test = system.alpha is None or system.alpha in self.main_alphas
+            # Only the systems of the table take part in the significance test (the sweep's extra alphas do not).
+            in_test = not system.by_alpha or system.alpha in self.main_alphas
             run = self.evaluate_system(setup, system, base_max_length, test_sets if in_test else None,
                                        shared=shared)
             if system.slug == "base":
@@ -341,8 +353,7 @@ class Comparison:
         # The extra alphas are evaluated at the token limit the main run evaluated its trained systems at: the base's.
         base = self.saved_run(setup, next(s for s in systems if s.slug == "base"), None)
         max_length = base.record.get("encoder_max_length")
-        trained = [s for s in systems if s.alpha is not None and s.alpha in self.preset.sweep_alphas
-                   and not s.spec_options]
+        trained = [s for s in systems if s.by_alpha and s.alpha in self.preset.sweep_alphas and not s.spec_options]
         system_runs = [self.saved_run(setup, s, max_length) for s in trained if s.alpha in self.main_alphas]
         for system in tqdm([s for s in trained if s.alpha not in self.main_alphas], desc=f"sweep on {direction.name}",
                            unit="system", disable=not self.progress):

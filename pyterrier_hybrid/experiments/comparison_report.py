@@ -66,9 +66,10 @@ class DirectionTables:
 
 
 def main_runs(preset: ComparisonPreset, system_runs: Sequence[SystemRun]) -> list[SystemRun]:
-    """The runs of the table: untrained systems and the main alphas (not the sweep's extra alphas)."""
+    """The runs of the table: untrained systems, the main alphas (not the sweep's extra alphas) and the recipe
+    systems."""
     main_alphas = {alpha for _, alpha in preset.main_systems}
-    return [r for r in system_runs if r.alpha is None or r.alpha in main_alphas]
+    return [r for r in system_runs if not r.by_alpha or r.alpha in main_alphas]
 
 
 def _baseline(preset: ComparisonPreset) -> str | None:
@@ -166,8 +167,9 @@ def direction_markdown(preset: ComparisonPreset, direction: Direction, langs: Se
 
 def write_seed_spread(runs: Sequence[SystemRun], out: Path) -> str | None:
     """``seed_spread.csv``: every hybrid alpha (strictly between 0 and 1) of the main systems against the baselines
-    (alpha 1 and 0) present, over seeds; its Markdown, or None without a hybrid and a baseline."""
-    plain = [r for r in runs if r.alpha is not None and not r.spec_options]
+    (alpha 1 and 0) present, over seeds; its Markdown, or None without a hybrid and a baseline. Recipe systems are
+    not among them (their alpha does not say what they are)."""
+    plain = [r for r in runs if r.by_alpha and not r.spec_options]
     label_of = {r.alpha: r.label for r in plain}
     hybrids = [label_of[a] for a in sorted(label_of) if 0 < a < 1]
     baselines = [label_of[a] for a in (1.0, 0.0) if a in label_of]
@@ -201,7 +203,8 @@ def write_sweep(preset: ComparisonPreset, direction: Direction, system_runs: Seq
                 out: Path) -> tuple[str, Path]:
     """``alpha_sweep_<direction>.csv`` and ``.png`` in ``out``; returns the sweep's Markdown table and plot path."""
     seeds = len(preset.seeds)
-    sweep = sweep_frame([run for run in system_runs if not run.spec_options])  # no debiased variants
+    # no debiased variants, no recipe systems (their alpha is not what tells them apart)
+    sweep = sweep_frame([run for run in system_runs if run.by_alpha and not run.spec_options])
     sweep.to_csv(out / f"alpha_sweep_{direction.name}.csv", index=False)
     sweep_md = markdown_with_spread(sweep.assign(alpha=[f"{a:g}" for a in sweep["alpha"]]), ["alpha"])
     sweep_plot = plot_alpha_sweep(sweep, f"Alpha sweep, {direction.train} -> {direction.evaluate} "
@@ -224,21 +227,49 @@ def sweep_direction_markdown(preset: ComparisonPreset, direction: Direction, lan
 def comparison_markdown(preset: ComparisonPreset, reports: Sequence[dict[str, Any]], *, base_model: str,
                         train_langs: Sequence[str] | None, commit: str) -> str:
     """``paper_comparison.md``: how the preset was run, then every direction's report."""
-    training = preset.training
-    budget = f"{training.max_steps} steps" if training.max_steps is not None else f"{training.epochs:g} epochs"
     subset = ""
     if preset.max_queries is not None:
         subset = f"; {preset.max_queries} parallel ids per evaluation collection" + (
             " with their answer paragraphs only" if preset.answer_paragraphs_only else "")
     header = [
         f"# The paper's comparison: preset `{preset.name}`", "", f"{preset.description}.", "",
-        f"As run: base model `{base_model}`; every trained system {budget} of batch {training.batch_size}, "
-        f"lr {training.learning_rate:g}, {training.candidate_text}, max_seq_length {training.max_seq_length}, "
-        f"bf16 {training.bf16}, frozen word embeddings {training.freeze_word_embeddings}, training languages "
+        # Several trainings are listed with "; " between them, so the languages follow the last one the same way.
+        f"As run: base model `{base_model}`; {_trained_systems_summary(preset)}"
+        f"{'; ' if preset.recipe_systems else ', '}training languages "
         f"{' '.join(train_langs) if train_langs else 'all'}; seeds {', '.join(map(str, preset.seeds))}; retrieval "
         f"on {preset.candidate_text}{subset}. Git commit {commit}.", "", "",
     ]
     return "\n".join(header) + "\n".join(r["markdown"] for r in reports)
+
+
+def _trained_systems_summary(preset: ComparisonPreset) -> str:
+    """How the trained systems were trained: the shared training of the regimes, then each recipe system's own."""
+    if not preset.recipe_systems:
+        return f"every trained system {_training_summary(preset.training)}"
+    return "; ".join([f"the regimes ({', '.join(label for label, _ in preset.main_systems)}) "
+                      f"{_training_summary(preset.training)}"]
+                     + [f"{s.label}: its own recipe, {_training_summary(s.training)}{_distillation_summary(s.training)}"
+                        for s in preset.recipe_systems])
+
+
+def _training_summary(training) -> str:
+    """A training configuration's budget and main settings, as the report's header states them."""
+    budget = f"{training.max_steps} steps" if training.max_steps is not None else f"{training.epochs:g} epochs"
+    return (f"{budget} of batch {training.batch_size}, lr {training.learning_rate:g}, {training.candidate_text}, "
+            f"max_seq_length {training.max_seq_length}, bf16 {training.bf16}, frozen word embeddings "
+            f"{training.freeze_word_embeddings}")
+
+
+_DISTILL_TARGET_TEXT = {"mean": "its group's mean", "english": "its group's English text"}
+
+
+def _distillation_summary(training) -> str:
+    """``, distillation ...``: what a recipe system's distillation does (empty when it does not distil)."""
+    if not training.distills:
+        return ""
+    target = _DISTILL_TARGET_TEXT.get(training.distill_target, training.distill_target)
+    return (f", distillation from the frozen base (parallel weight {training.distill_parallel_weight:g} towards "
+            f"{target}, base weight {training.distill_base_weight:g}), contrastive batches {training.contrastive}")
 
 
 def sweep_only_markdown(preset: ComparisonPreset, reports: Sequence[dict[str, Any]], *, commit: str) -> str:

@@ -1,10 +1,14 @@
 """What a comparison runs: directions (train on one collection, evaluate zero-shot on the other), the trained systems,
 seeds, the alpha sweep, evaluation languages and budgets, gathered in a :class:`ComparisonPreset`.
 
+The trained systems are of two kinds: the paper's regimes (``main_systems``, (label, alpha) pairs), which share the
+preset's ``training`` and differ by alpha only, and systems with a training recipe of their own
+(``recipe_systems``, :class:`RecipeSystem`), e.g. the distilled system beside the regimes in ``demo``.
+
 The named presets (:data:`PRESETS`): ``cpu`` (about an hour on 2 CPU cores), ``gpu`` (the paper's recipe, several
-seeds), ``paper-cpu`` (the paper's recipe sized for 2 CPU cores, three seeds) and ``demo`` (``make demo``: a short
-end-to-end version). :func:`override_preset` changes single fields the way the ``pyterrier-hybrid compare`` options
-do, checking every value.
+seeds), ``paper-cpu`` (the paper's recipe sized for 2 CPU cores, three seeds), ``distill-cpu`` (distillation from
+the frozen base, three seeds) and ``demo`` (``make demo``: a short end-to-end version). :func:`override_preset`
+changes single fields the way the ``pyterrier-hybrid compare`` options do, checking every value.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ __all__ = [
     "ComparisonPreset",
     "Direction",
     "PresetError",
+    "RecipeSystem",
     "get_preset",
     "override_preset",
 ]
@@ -73,6 +78,43 @@ XQUAD_TO_MLQA = Direction("xquad-r", "mlqa-r")
 MAIN_SYSTEMS: tuple[tuple[str, float], ...] = (("X-X-mono", 1.0), ("X-Y", 0.0), ("hybrid", 0.5))
 #: The significance test's baseline: the monolingual-trained system.
 BASELINE_ALPHA = 1.0
+#: Result keys the comparison gives other systems: a recipe system's label must not take one.
+_RESERVED_KEYS = ("bm25", "base", "base-debias")
+
+
+@dataclass(frozen=True)
+class RecipeSystem:
+    """A trained system of the table with a training recipe of its own, beside the paper's regimes (which share the
+    preset's ``training`` and differ by alpha only).
+
+    It is identified by its label, not by an alpha: its models are ``<train>-<label>-seed<s>`` and its results
+    ``<direction>/systems/<label>/``; it is trained with every seed of the preset, compared with the baseline in the
+    significance test like any other system, and left out of the alpha sweep and of the hybrid-against-baselines
+    seed spread. ``training`` is its whole configuration; ``train``, ``seed``, ``base_model``, ``train_langs`` and
+    ``output_dir`` are set per run, as for the regimes.
+
+    Attributes:
+        label: its row in the table; also its folder names, so letters, digits, ``-``, ``_`` and ``.`` only.
+        training: its training configuration (e.g. a recipe of :mod:`pyterrier_hybrid.training.recipes`).
+    """
+
+    label: str
+    training: HybridTrainingConfig
+
+    def problems(self) -> list[str]:
+        """What makes this system unusable in a preset (empty: nothing)."""
+        problems = []
+        if not self.label or not all(c.isalnum() or c in "-_." for c in self.label):
+            problems.append(f"a recipe system's label names its folders: letters, digits and -_. only, got "
+                            f"{self.label!r}")
+        elif self.label.lower().startswith("alpha") or self.label.lower() in _RESERVED_KEYS:
+            problems.append(f"recipe system label {self.label!r} would share folders with another system")
+        if not isinstance(self.training, HybridTrainingConfig):
+            problems.append(f"recipe system {self.label!r}: training must be a HybridTrainingConfig")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "training": self.training.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -82,10 +124,12 @@ class ComparisonPreset:
     Attributes:
         name: the preset's name, recorded in every result file.
         description: what it is for and what it costs.
-        training: the budget and hyperparameters of every trained system; ``alpha``, ``seed``, ``train`` and
-            ``output_dir`` are set per run (``base_model`` by the comparison's base model).
+        training: the budget and hyperparameters of every paper regime (``main_systems`` and the sweep); ``alpha``,
+            ``seed``, ``train`` and ``output_dir`` are set per run (``base_model`` by the comparison's base model).
         directions: (training collection, evaluation collection) pairs of the main comparison.
-        main_systems: the trained systems of the table: (label, alpha).
+        main_systems: the paper's regimes in the table: (label, alpha), all trained with ``training``.
+        recipe_systems: trained systems with a training configuration of their own (:class:`RecipeSystem`), after
+            the regimes in the table.
         seeds: training seeds; trained systems are reported as mean and standard deviation over them.
         sweep_alphas: alphas of the alpha sweep (those of ``main_systems`` reuse their models).
         sweep_directions: directions on which the sweep runs (none: no sweep).
@@ -111,6 +155,7 @@ class ComparisonPreset:
     training: HybridTrainingConfig
     directions: tuple[Direction, ...] = (MLQA_TO_XQUAD, XQUAD_TO_MLQA)
     main_systems: tuple[tuple[str, float], ...] = MAIN_SYSTEMS
+    recipe_systems: tuple[RecipeSystem, ...] = ()
     seeds: tuple[int, ...] = (42,)
     sweep_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     sweep_directions: tuple[Direction, ...] = (MLQA_TO_XQUAD,)
@@ -131,9 +176,11 @@ class ComparisonPreset:
             problems.append("no directions")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             problems.append(f"seeds must be distinct and at least one, got {self.seeds}")
-        labels = [label for label, _ in self.main_systems]
+        labels = [label for label, _ in self.main_systems] + [system.label for system in self.recipe_systems]
         if len(set(labels)) != len(labels):
             problems.append(f"duplicate system labels in {labels}")
+        for system in self.recipe_systems:
+            problems += system.problems()
         for alpha in [a for _, a in self.main_systems] + list(self.sweep_alphas):
             if not 0.0 <= alpha <= 1.0:
                 problems.append(f"alpha must be in [0, 1], got {alpha:g}")
@@ -165,6 +212,7 @@ class ComparisonPreset:
         data["sweep_directions"] = [d.name for d in self.sweep_directions]
         data["eval_langs"] = {k: list(v) for k, v in self.eval_langs.items()}
         data["main_systems"] = [list(s) for s in self.main_systems]
+        data["recipe_systems"] = [system.to_dict() for system in self.recipe_systems]
         return data
 
 
@@ -184,6 +232,16 @@ def _cpu_preset(name: str, description: str, training: HybridTrainingConfig, **f
     return ComparisonPreset(name=name, description=description, training=training, candidate_text="sentence",
                             significance_pairs_per_language=1, **fields)
 
+
+#: The demo's distilled system: the distill-cpu recipe (training.recipes.DISTILL_CPU_RECIPE: batches of 112 parallel
+#: rows pulled to their group's mean, AdamW lr 2e-4, no contrastive batches) with 6 batches instead of 60, so that the
+#: whole demo stays under 7 minutes on 2 cores. Why 6: the demo's four other rows take 4.8-5.3 minutes there, and a
+#: distilled system costs about 100 s whatever its budget (loading; the teacher's embeddings of the 8,381 distinct
+#: MLQA-R texts, 34 s; saving; its evaluation, about 50 s) plus 3.45 s a batch: 60 batches would add about 5 minutes,
+#: and the demo measured 7.1 minutes with 10 batches, 6.8 with 6. The 6 batches score above both demo regimes in
+#: every setting on XQuAD-R ar de en th zh (monolingual mAP 0.7710, cross-lingual 0.6938, multilingual 0.5935; 10
+#: batches: 0.7768, 0.6968, 0.5986).
+DEMO_DISTILLED_TRAINING = dataclasses.replace(DISTILL_CPU_RECIPE, max_steps=6)
 
 PRESETS: dict[str, ComparisonPreset] = {
     "cpu": _cpu_preset(
@@ -216,13 +274,17 @@ PRESETS: dict[str, ComparisonPreset] = {
     "demo": _cpu_preset(
         "demo",
         (
-            "a small end-to-end version in about 15 minutes on 2 CPU cores: hybrid (alpha 0.5) and monolingual "
+            "a small end-to-end version in under 7 minutes on 2 CPU cores: hybrid (alpha 0.5) and monolingual "
             "(alpha 1) training on MLQA-R (60 steps of batch 16, 96 tokens, bf16, frozen word embeddings, "
-            "sentences), evaluation on XQuAD-R en de zh ar + th (never trained on) with BM25 and the untrained base"
+            "sentences), and beside them the project's best recipe, distillation from the frozen base (the "
+            "distill-cpu recipe cut from 60 to 6 batches of 112 parallel rows pulled to their group's mean, lr 2e-4, "
+            "to fit the demo's time); evaluation on XQuAD-R en de zh ar + th (never trained on) with BM25 and the "
+            "untrained base"
         ),
         training=_cpu_training(batch_size=16, max_steps=60, max_seq_length=96, logging_steps=5),
         directions=(MLQA_TO_XQUAD,),
         main_systems=(("X-X-mono", 1.0), ("hybrid", 0.5)),
+        recipe_systems=(RecipeSystem("distilled", DEMO_DISTILLED_TRAINING),),
         sweep_directions=(),
         eval_langs={"xquad-r": ("en", "de", "zh", "ar", "th")},
         encoders=(),
@@ -281,8 +343,11 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
     - ``sweep_alphas``: an empty list turns the sweep off; a preset without sweep directions sweeps every direction.
     - ``significance_pairs_per_language`` < 0 means every pair.
     - ``max_steps`` / ``batch_size`` change the training budget of every trained system; ``training`` sets other
-      fields of every trained system's configuration (e.g. the distillation weights).
-    - ``main_systems`` replaces the trained systems of the table ((label, alpha) pairs).
+      fields of every trained system's configuration (e.g. the distillation weights). Both apply to the recipe
+      systems' own configurations too: an option given is what every model trains with.
+    - ``main_systems`` replaces all the trained systems of the table with these (label, alpha) pairs, trained with
+      the preset's shared training: the preset's recipe systems are dropped (the table then holds exactly the
+      systems asked for; e.g. the demo without its distilled system: ``X-X-mono=1 hybrid=0.5``).
 
     Every value is checked (:class:`PresetError` names the problem) before anything is trained.
     """
@@ -292,6 +357,7 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
                                   significance_pairs_per_language=significance_pairs_per_language)
     if main_systems is not None:
         changes["main_systems"] = tuple((label, float(alpha)) for label, alpha in main_systems)
+        changes["recipe_systems"] = ()
     training_changes = _training_changes(max_steps, batch_size, training)
     if training_changes.get("contrastive") is False and len(changes.get("main_systems", preset.main_systems)) > 1:
         raise PresetError("systems trained without contrastive batches differ by seed only, not by alpha: give one "
@@ -299,6 +365,9 @@ def override_preset(preset: ComparisonPreset, *, encoders: Sequence[str] | None 
     if training_changes:
         try:
             changes["training"] = dataclasses.replace(preset.training, **training_changes)
+            changes["recipe_systems"] = tuple(
+                RecipeSystem(system.label, dataclasses.replace(system.training, **training_changes))
+                for system in changes.get("recipe_systems", preset.recipe_systems))
         except ValueError as error:
             raise PresetError(str(error)) from error
     return dataclasses.replace(preset, **changes) if changes else preset

@@ -1,9 +1,10 @@
 """The systems an experiment evaluates: one record type for what a system is, one for what its evaluation gave.
 
 A :class:`SystemEntry` describes a system (label, folder name, model, seed and training alpha for a trained model,
-extra :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` options such as debiasing); the comparison and the
-robustness study both plan their systems as entries. A :class:`SystemRun` is an entry with its evaluation: the
-result, the top runs kept for significance tests and the run record saved beside them.
+whether it was trained with a recipe of its own, extra :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec`
+options such as debiasing); the comparison and the robustness study both plan their systems as entries. A
+:class:`SystemRun` is an entry with its evaluation: the result, the top runs kept for significance tests and the
+run record saved beside them.
 
 Parsing and checking a system string, and finding a system's encoder, live in
 :mod:`pyterrier_hybrid.retrieval.systems`; they are re-exported here for the experiments' callers.
@@ -59,6 +60,8 @@ class SystemEntry:
 
     ``spec_options``: extra :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` fields as (name, value) pairs,
     e.g. ``(("debias", "METHOD"),)``; empty for a plain system.
+    ``own_recipe``: a trained system with a training configuration of its own (a comparison's
+    :class:`~pyterrier_hybrid.experiments.presets.RecipeSystem`): known by its label, not by its ``alpha``.
     """
 
     label: str
@@ -67,6 +70,7 @@ class SystemEntry:
     seed: int | None = None
     alpha: float | None = None
     spec_options: tuple[tuple[str, Any], ...] = ()
+    own_recipe: bool = False
 
     @classmethod
     def from_spec(cls, spec: SystemSpec, *, alpha: float | None = None) -> "SystemEntry":
@@ -76,6 +80,11 @@ class SystemEntry:
     @property
     def is_bm25(self) -> bool:
         return self.spec().is_bm25
+
+    @property
+    def by_alpha(self) -> bool:
+        """A paper regime: trained with the shared training and known by its alpha (the sweep's systems)."""
+        return self.alpha is not None and not self.own_recipe
 
     def spec(self) -> SystemSpec:
         """The system as :func:`~pyterrier_hybrid.retrieval.systems.build_factory` takes it."""
@@ -118,6 +127,10 @@ class SystemRun:
     @property
     def spec_options(self) -> tuple[tuple[str, Any], ...]:
         return self.system.spec_options
+
+    @property
+    def by_alpha(self) -> bool:
+        return self.system.by_alpha
 
 
 class SharedEncodings:

@@ -1,7 +1,8 @@
 """The trained models of a comparison: which ones it needs (:func:`plan_training`) and a store that trains each
 once or reuses a finished one (:class:`ModelStore`).
 
-Trained models go to ``<out>/models/<train>-alpha<a>-seed<s>/`` (about 470 MB each for multilingual-e5-small). A
+Trained models go to ``<out>/models/<train>-alpha<a>-seed<s>/`` (the paper's regimes) or
+``<out>/models/<train>-<label>-seed<s>/`` (a recipe system), about 470 MB each for multilingual-e5-small. A
 folder holding a finished model trained with the same configuration is reused, an interrupted one (checkpoints, no
 model) is resumed; with ``skip_training`` a missing model is an error.
 """
@@ -21,7 +22,8 @@ from ..provenance import utc_now
 from ..training.config import CONFIG_FILE, HybridTrainingConfig
 from .presets import ComparisonPreset
 
-__all__ = ["TRAINING_RECORD", "ModelStore", "TrainingRun", "alpha_label", "model_name", "plan_training"]
+__all__ = ["TRAINING_RECORD", "ModelStore", "TrainingRun", "alpha_label", "model_name", "plan_training",
+           "recipe_model_name"]
 
 
 class ModelFolderError(UserError, ValueError):
@@ -35,9 +37,11 @@ def alpha_label(alpha: float) -> str:
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """One trained model: the base encoder trained on ``config.train`` with ``config.alpha`` and ``config.seed``."""
+    """One trained model: the base encoder trained on ``config.train`` with ``config.alpha`` and ``config.seed``;
+    ``recipe``: the label of the recipe system it trains (None: a paper regime, known by its alpha)."""
 
     config: HybridTrainingConfig
+    recipe: str | None = None
 
     @property
     def path(self) -> Path:
@@ -49,13 +53,19 @@ class TrainingRun:
 
 
 def model_name(train: str, alpha: float, seed: int) -> str:
-    """The folder name of a trained model: ``<train>-alpha<a>-seed<s>``."""
+    """The folder name of a paper regime's trained model: ``<train>-alpha<a>-seed<s>``."""
     return f"{train}-alpha{alpha:g}-seed{seed}"
+
+
+def recipe_model_name(train: str, label: str, seed: int) -> str:
+    """The folder name of a recipe system's trained model: ``<train>-<label>-seed<s>``."""
+    return f"{train}-{label}-seed{seed}"
 
 
 def plan_training(preset: ComparisonPreset, models_dir: Path, base_model: str | None,
                   train_langs: tuple[str, ...] | None = None) -> list[TrainingRun]:
-    """Every model the run needs, once each: main systems x seeds x directions, then the sweep's extra alphas."""
+    """Every model the run needs, once each: main systems x seeds x directions, then the sweep's extra alphas, then
+    the recipe systems x seeds x directions (each with its own configuration)."""
     wanted: dict[tuple[str, float, int], None] = {}
     for direction in preset.directions:
         for seed in preset.seeds:
@@ -72,6 +82,15 @@ def plan_training(preset: ComparisonPreset, models_dir: Path, base_model: str | 
             seed=seed, output_dir=str(models_dir / model_name(train, alpha, seed)),
         )
         runs.append(TrainingRun(config))
+    for direction in preset.directions:
+        for seed in preset.seeds:
+            for system in preset.recipe_systems:
+                config = dataclasses.replace(
+                    system.training, base_model=base_model, train=f"lareqa/{direction.train}",
+                    train_langs=train_langs, seed=seed,
+                    output_dir=str(models_dir / recipe_model_name(direction.train, system.label, seed)),
+                )
+                runs.append(TrainingRun(config, recipe=system.label))
     return runs
 
 
@@ -148,6 +167,7 @@ class ModelStore:
             "model": run.name,
             "base_model": saved.get("base_model"),
             "alpha": run.config.alpha,
+            **({"recipe_system": run.recipe} if run.recipe is not None else {}),
             "seed": run.config.seed,
             "train": run.config.train,
             "global_steps": saved.get("global_steps"),
