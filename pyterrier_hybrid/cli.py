@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, error_line
 
 SUBCOMMANDS = {
     "datasets": ("pyterrier_hybrid.datasets.cli",
@@ -53,11 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(error_line(f"pyterrier-hybrid {args.command}", e), file=sys.stderr)
         return 2
-
-
-def error_line(prog: str, error: BaseException) -> str:
-    """``<prog>: error: <message>`` on one line (a message spanning lines is joined with spaces)."""
-    return f"{prog}: error: {' '.join(str(error).split())}"
 
 
 if __name__ == "__main__":
