@@ -11,12 +11,8 @@ import pyterrier_dr
 import pytest
 
 from pyterrier_hybrid.datasets import lareqa_collection
-from pyterrier_hybrid.retrieval.debias import (
-    DebiasConfig,
-    DebiasedRetrieverFactory,
-    DebiasError,
-    LanguageDebias,
-)
+from pyterrier_hybrid.retrieval.debias import DebiasConfig, DebiasError, LanguageDebias
+from pyterrier_hybrid.retrieval.debias_factory import DebiasedRetrieverFactory
 from pyterrier_hybrid.retrieval.debias_langid import LanguageIdentificationError, LanguageIdentifier
 from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory, with_debias_rows
 
