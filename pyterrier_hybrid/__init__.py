@@ -10,7 +10,8 @@ name to the subpackage that defines it; ``__all__`` lists them.
 
 Importing the package registers the LAReQA collections with ir_datasets (``lareqa/xquad-r/de`` ...), so
 ``pt.get_dataset('irds:lareqa/xquad-r/de')`` works after ``import pyterrier``. Data flows one way between the
-subpackages: ``datasets`` -> ``training`` -> ``models``/``retrieval`` -> ``evaluation`` -> ``experiments``.
+subpackages: ``datasets`` -> ``models`` -> ``training`` -> ``retrieval`` -> ``evaluation`` -> ``robustness`` ->
+``experiments`` (docs/code-map.md).
 """
 from __future__ import annotations
 
