@@ -1,6 +1,7 @@
 """A synthetic parallel collection in ir_datasets, mMARCO-shaped, generated from ids (no files, no download).
 
-Registered ids (``SIZE`` judged pairs, ``LANG`` one of en, de, fr)::
+Ids (``SIZE`` judged pairs, ``LANG`` one of en, de, fr), loadable once :func:`register_synthetic_collection` has
+run (the tests and benchmarks that use them call it; importing the package does not)::
 
     pyterrier-hybrid-synthetic/SIZE/LANG               queries, docs (with a docs_store), qrels, docpairs
     pyterrier-hybrid-synthetic/SIZE/LANG/no-docpairs   the same without docpairs
@@ -30,7 +31,7 @@ from ir_datasets.formats import (
 )
 from ir_datasets.indices import Docstore
 
-__all__ = ["LANGUAGES", "NAMESPACE", "synthetic_id", "register"]
+__all__ = ["LANGUAGES", "NAMESPACE", "register_synthetic_collection", "synthetic_id"]
 
 NAMESPACE = "pyterrier-hybrid-synthetic"
 LANGUAGES = ("en", "de", "fr")
@@ -186,9 +187,14 @@ def _build(dataset_id: str, groups) -> ir_datasets.Dataset:
     return ir_datasets.Dataset(*parts)
 
 
-def register() -> None:
-    """Make every ``pyterrier-hybrid-synthetic/...`` id loadable; safe to call more than once."""
-    if not any(pattern.pattern == ID_PATTERN for pattern, _ in ir_datasets.registry._patterns):
+def register_synthetic_collection() -> None:
+    """Make every ``pyterrier-hybrid-synthetic/...`` id loadable in ir_datasets; safe to call more than once.
+
+    Tests and benchmarks call it where they use the collection; importing the package does not, since it is no
+    user's data."""
+    try:
+        # Loading an id succeeds only once the pattern is registered (ir_datasets offers no public way to list
+        # patterns); the id it registers costs nothing, the collection being generated from ids.
+        ir_datasets.load(synthetic_id(1, LANGUAGES[0]))
+    except KeyError:
         ir_datasets.registry.register_pattern(ID_PATTERN, _build)
-
-
