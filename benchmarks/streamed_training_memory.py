@@ -8,10 +8,10 @@ three languages sharing query and document ids, SIZE judged pairs, one docpair p
 ids, as mMARCO cannot be downloaded here). Every measurement is a fresh process under ``/usr/bin/time -v`` (the peak
 is its "Maximum resident set size"):
 
-- ``train``: the real command, ``pyterrier-hybrid train --train irds:en=...,de=...,fr=... --hard-negatives
-  --max-steps 5 --batch-size 32`` on the tests' tiny model (2-layer BERT, built once), run by a Python program that
-  registers the synthetic collection first (the tests' ``pyterrier_hybrid_command``): reading the ids, writing the
-  query texts, five training steps (texts fetched per batch), saving the model;
+- ``train``: the real command, ``python -m pyterrier_hybrid.cli train --train irds:en=...,de=...,fr=...
+  --hard-negatives --max-steps 5 --batch-size 32`` on the tests' tiny model (2-layer BERT, built once), with
+  ``PYTERRIER_HYBRID_SYNTHETIC_COLLECTION=1`` so that it registers the synthetic collection: reading the ids,
+  writing the query texts, five training steps (texts fetched per batch), saving the model;
 - ``pipeline``: the data pipeline alone, no model: the source is read, its dataset built and 20 global batches of
   32 drawn by the streamed sampler and their texts fetched;
 - ``in-memory`` (optional, small sizes): the rows the previous irds source built, every (query language, passage
@@ -101,11 +101,13 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(REPO / "tests"))
-    from conftest import build_tiny_sentence_transformer, pyterrier_hybrid_command
+    from conftest import build_tiny_sentence_transformer
 
+    from pyterrier_hybrid.datasets.synthetic import REGISTER_ENV
     from pyterrier_hybrid.provenance import git_commit
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env[REGISTER_ENV] = "1"  # the training command reads the synthetic collection
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     started = time.time()
     rows = []
@@ -115,7 +117,7 @@ def main() -> None:
         plan += [("in-memory", size) for size in args.in_memory]
         for mode, size in plan:
             if mode == "train":
-                command = [*pyterrier_hybrid_command(synthetic_collection=True), "train", "--base-model", str(model),
+                command = [sys.executable, "-m", "pyterrier_hybrid.cli", "train", "--base-model", str(model),
                            "--train", source(size), "--hard-negatives", "--max-steps", str(STEPS),
                            "--batch-size", str(BATCH), "--candidate-text", "sentence", "--max-seq-length", "64",
                            "--eval-fraction", "0", "--save-steps", "1000", "-o", str(Path(tmp) / f"out-{size}")]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,28 +98,12 @@ def _no_network(monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def synthetic_collection() -> None:
     """The synthetic ir_datasets collection (``pyterrier-hybrid-synthetic/SIZE/LANG``) of the streamed-training
-    tests, registered once for the session: importing the package does not register it."""
-    from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection
+    tests, registered once for the session (importing the package does not register it), here and in every command
+    a test starts (they inherit the environment variable that asks for it)."""
+    from pyterrier_hybrid.datasets.synthetic import REGISTER_ENV, register_synthetic_collection
 
+    os.environ[REGISTER_ENV] = "1"
     register_synthetic_collection()
-
-
-# A registration does not reach a child process: this program registers the synthetic collection, then runs the
-# command with the arguments it is given.
-CLI_WITH_SYNTHETIC_COLLECTION = """import sys
-from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection
-register_synthetic_collection()
-from pyterrier_hybrid.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def pyterrier_hybrid_command(*, synthetic_collection: bool = False) -> list[str]:
-    """The ``pyterrier-hybrid`` command for a child process (arguments go after it); with ``synthetic_collection``
-    the child can read the synthetic collection's ids."""
-    if synthetic_collection:
-        return [sys.executable, "-c", CLI_WITH_SYNTHETIC_COLLECTION]
-    return [sys.executable, "-m", "pyterrier_hybrid.cli"]
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pyterrier_hybrid_command
 
 from pyterrier_hybrid.cli import build_parser, main
 from pyterrier_hybrid.cli_args import LanguageListAction, language_list
@@ -57,13 +56,12 @@ def incomplete_release(copied_release) -> Path:
     return copied_release
 
 
-def run_cli(args: list[str], cache: Path, lareqa: Path | None = None,
-            synthetic_collection: bool = False) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cache: Path, lareqa: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTERRIER_HYBRID_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if lareqa is not None:
         env[LOCAL_DIR_ENV] = str(lareqa)
-    return subprocess.run([*pyterrier_hybrid_command(synthetic_collection=synthetic_collection), *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pyterrier_hybrid.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 def assert_user_error(result: subprocess.CompletedProcess, command: str, *named: str, cache: Path) -> None:
@@ -250,14 +248,13 @@ def test_train_hard_negatives_from_an_irds_source_without_docpairs(cache, tmp_pa
     from pyterrier_hybrid.datasets.synthetic import synthetic_id
 
     source = f"irds:en={synthetic_id(100, 'en', 'no-docpairs')},de={synthetic_id(100, 'de', 'no-docpairs')}"
-    result = run_cli(["train", "--train", source, "--hard-negatives", "-o", str(tmp_path / "out")], cache,
-                     synthetic_collection=True)
+    result = run_cli(["train", "--train", source, "--hard-negatives", "-o", str(tmp_path / "out")], cache)
     assert_user_error(result, "train", "--hard-negatives", "docpairs", "no-docpairs", cache=cache)
 
 
 def test_train_irds_languages_without_common_query_ids(cache, tmp_path):
     result = run_cli(["train", "--train", synthetic_source("en", "de", variant="disjoint"), "--batch-size", "8",
-                      "-o", str(tmp_path / "out")], cache, synthetic_collection=True)
+                      "-o", str(tmp_path / "out")], cache)
     assert_user_error(result, "train", "none of the 100 judged queries", "share query ids", cache=cache)
     assert not (tmp_path / "out").exists()
 
@@ -265,7 +262,7 @@ def test_train_irds_languages_without_common_query_ids(cache, tmp_path):
 def test_train_mixture_naming_an_unknown_source(cache, tmp_path):
     missing = tmp_path / "qa.jsonl"
     result = run_cli(["train", "--train", synthetic_source("en", "de"), "--train", str(missing),
-                      "--mixture", "round-robin", "-o", str(tmp_path / "out")], cache, synthetic_collection=True)
+                      "--mixture", "round-robin", "-o", str(tmp_path / "out")], cache)
     assert_user_error(result, "train", str(missing), "in the mixture", cache=cache)
 
 
