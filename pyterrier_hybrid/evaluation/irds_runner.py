@@ -137,7 +137,7 @@ def _dense_encoder(system):
     (e.g. a debiased factory) is evaluated as a whole, not through its base encoder."""
     import pyterrier_dr
 
-    from ..retrieval.systems import find_encoder
+    from ..retrieval.system_specs import find_encoder
 
     encoder = find_encoder(system, through_wrappers=False)
     return encoder if isinstance(encoder, pyterrier_dr.BiEncoder) else None

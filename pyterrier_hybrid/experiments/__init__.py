@@ -9,7 +9,7 @@ modules:
 - :mod:`.training_runs`: the models a comparison trains, trained once or reused (:class:`ModelStore`);
 - :mod:`.comparison`: :class:`Comparison`, the whole run (trains, evaluates or reuses every system per direction);
 - :mod:`.comparison_report`: the comparison's tables, plots and Markdown, from the evaluated systems;
-- :mod:`.systems`: :class:`SystemEntry` (a system to evaluate) and :class:`SystemRun` (its evaluation);
+- :mod:`.system_records`: :class:`SystemEntry` (a system to evaluate) and :class:`SystemRun` (its evaluation);
 - :mod:`.records`: :class:`RunRecord`, a result folder's ``run.json`` and the one rule for reusing a saved result;
 - :mod:`.aggregate`: mean and spread over seeds, whether a difference exceeds the spread, the seen/unseen split;
 - :mod:`.training_curves`: how each trained model's run went (steps, early stop, held-out loss) and its loss curves;
@@ -41,8 +41,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "TrainingRun": ".training_runs",
     "plan_training": ".training_runs",
     "Comparison": ".comparison",
-    "SystemEntry": ".systems",
-    "SystemRun": ".systems",
+    "SystemEntry": ".system_records",
+    "SystemRun": ".system_records",
     "RunRecord": ".records",
     "read_record": ".records",
     "aggregate_table": ".aggregate",

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..datasets import lareqa_collection
 from ..evaluation import evaluate_lareqa
 from ..evaluation.subsets import TopicSubset
-from ..retrieval.systems import SystemSpec, check_systems
+from ..retrieval.system_specs import SystemSpec, check_systems
 from ..robustness.evaluation import relative_drop
 from ..training.config import CONFIG_FILE, HybridTrainingConfig
 from .records import RunRecord, provenance

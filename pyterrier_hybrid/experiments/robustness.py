@@ -40,7 +40,7 @@ from ..datasets import lareqa_collection
 from ..evaluation import LAReQAEvaluationConfig, evaluate_lareqa
 from ..evaluation.cache import RetrieverCache
 from ..evaluation.subsets import TopicSubset
-from ..retrieval.systems import build_factory, check_systems, find_encoder
+from ..retrieval.system_specs import build_factory, check_systems, find_encoder
 from ..robustness import AdversarialTypos
 from ..robustness.evaluation import (
     CachedPerturbation,
@@ -62,7 +62,7 @@ from .robustness_report import (
     robustness_markdown,
     strength_unit,
 )
-from .systems import SystemEntry, training_alpha
+from .system_records import SystemEntry, training_alpha
 
 __all__ = [
     "EDIT_KINDS",

@@ -13,7 +13,7 @@ from typing import Any
 from ..datasets import lareqa_collection
 from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
 from ..errors import UserError
-from ..retrieval.systems import SystemOptions, check_systems, check_unique_names
+from ..retrieval.system_specs import SystemOptions, check_systems, check_unique_names
 from .robustness_report import KINDS
 
 __all__ = ["PRESETS", "RobustnessConfig", "RobustnessError", "StudyOptions", "below_minimum"]
