@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "train": ("pyterrier_hybrid.training.cli", "fine-tune a bi-encoder with hybrid (mono/cross-lingual) batches"),
     "compare": ("pyterrier_hybrid.experiments.compare_cli",
                 "the paper's comparison: train alphas, evaluate zero-shot across collections, significance, sweep"),
-    "robustness": ("pyterrier_hybrid.experiments.robustness_cli",
+    "robustness": ("pyterrier_hybrid.experiments.robustness.cli",
                    "every system on clean vs perturbed queries, or (--domain-shift) in- vs cross-collection training"),
     "index": ("pyterrier_hybrid.retrieval.sharded",
               "encode a collection into a FlexIndex on disk (sharded under torchrun)"),
