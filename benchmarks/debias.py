@@ -121,13 +121,13 @@ def langid(args) -> None:
 
 
 def _options(args):
-    from pyterrier_hybrid.retrieval.systems import SystemOptions
+    from pyterrier_hybrid.retrieval.system_specs import SystemOptions
 
     return SystemOptions(candidate_text="sentence", precision="auto", batch_size=args.batch_size, verbose=True)
 
 
 def _result_dir(kind: str, collection: str, system: str, method: str) -> Path:
-    from pyterrier_hybrid.retrieval.systems import debias_slug
+    from pyterrier_hybrid.retrieval.system_specs import debias_slug
 
     return OUT / kind / collection / system / (debias_slug(method) if method else "none")
 
@@ -250,7 +250,7 @@ class ParallelIdSample(TopicSubset):
 def choose_k(args) -> None:
     """Evaluate lir:K and global:K for the base model on a sample of ``--collection`` (every ``--step``-th parallel
     id) and keep the K of best multilingual mAP."""
-    from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory
+    from pyterrier_hybrid.retrieval.system_specs import SystemSpec, build_factory
 
     started = time.perf_counter()
     base = build_factory(SystemSpec("base", args.model), _options(args))
@@ -296,7 +296,7 @@ def chosen_k(train: str) -> dict:
 
 def run(args) -> None:
     from pyterrier_hybrid.datasets import lareqa_collection
-    from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory
+    from pyterrier_hybrid.retrieval.system_specs import SystemSpec, build_factory
 
     started = time.perf_counter()
     methods = ["", "mean", f"mean@{args.train}"]
@@ -502,7 +502,7 @@ def language_variance(args) -> None:
     """Share of each top principal direction's variance that language identity explains (eta squared), for the
     base model's candidate pool: the label-free method's premise."""
     from pyterrier_hybrid.datasets import lareqa_collection
-    from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory
+    from pyterrier_hybrid.retrieval.system_specs import SystemSpec, build_factory
 
     started = time.perf_counter()
     factory = build_factory(SystemSpec("base", args.model), _options(args))

@@ -29,7 +29,7 @@ from pyterrier_hybrid.evaluation.subsets import TopicSubset
 from pyterrier_hybrid.models import interpolate_weights
 from pyterrier_hybrid.precision import native_bf16_available
 from pyterrier_hybrid.provenance import git_facts, versions
-from pyterrier_hybrid.retrieval.systems import SystemOptions, SystemSpec, build_factory
+from pyterrier_hybrid.retrieval.system_specs import SystemOptions, SystemSpec, build_factory
 from pyterrier_hybrid.training import HybridTrainingConfig, train
 from pyterrier_hybrid.training.data import load_training_data, split_by_article
 

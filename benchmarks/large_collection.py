@@ -256,7 +256,7 @@ def step_build(args) -> dict:
     import torch
 
     from pyterrier_hybrid.retrieval.large import RetrieverConfig, ShardedIndex, index_identity
-    from pyterrier_hybrid.retrieval.sharded import _all_gather, build_distributed
+    from pyterrier_hybrid.retrieval.sharded import all_gather_objects, build_distributed
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world_size > 1
@@ -276,7 +276,7 @@ def step_build(args) -> dict:
         stats = build_distributed(
             index, encoder, synthetic_passages(args.size), identity=identity, overwrite=True,
             chunk_size=args.chunk_size, rank=rank, world_size=world_size,
-            barrier=dist.barrier if distributed else None, gather=_all_gather if distributed else None,
+            barrier=dist.barrier if distributed else None, gather=all_gather_objects if distributed else None,
             show_progress=rank == 0)
         build_seconds = time.perf_counter() - started
         memory_after_build = dict(memory.peak)

@@ -1,7 +1,7 @@
 """Robustness of retrievers to perturbed queries on LAReQA (and, with --domain-shift, the cost of a collection
-shift): a thin driver of ``pyterrier-hybrid robustness`` (the logic is :mod:`pyterrier_hybrid.experiments.robustness`
-and :mod:`pyterrier_hybrid.experiments.domain_shift`), kept so that the commands in benchmarks/README.md keep
-working. Same options; results go to ``benchmarks/results/robustness`` unless ``--out`` says otherwise::
+shift): a thin driver of ``pyterrier-hybrid robustness`` (the logic is :mod:`pyterrier_hybrid.experiments.robustness`,
+its study and its domain shift), kept so that the commands in benchmarks/README.md keep working. Same options; results
+go to ``benchmarks/results/robustness`` unless ``--out`` says otherwise::
 
     python benchmarks/robustness.py --systems bm25 tiny=/tmp/tiny --collection lareqa/xquad-r --langs de en zh \\
         --max-queries-per-lang 50 --kinds typo,adversarial --edits 1 2 3 --out benchmarks/results/robustness-smoke

@@ -9,8 +9,9 @@ ids, as mMARCO cannot be downloaded here). Every measurement is a fresh process 
 is its "Maximum resident set size"):
 
 - ``train``: the real command, ``python -m pyterrier_hybrid.cli train --train irds:en=...,de=...,fr=...
-  --hard-negatives --max-steps 5 --batch-size 32`` on the tests' tiny model (2-layer BERT, built once): reading the
-  ids, writing the query texts, five training steps (texts fetched per batch), saving the model;
+  --hard-negatives --max-steps 5 --batch-size 32`` on the tests' tiny model (2-layer BERT, built once), with
+  ``PYTERRIER_HYBRID_SYNTHETIC_COLLECTION=1`` so that it registers the synthetic collection: reading the ids,
+  writing the query texts, five training steps (texts fetched per batch), saving the model;
 - ``pipeline``: the data pipeline alone, no model: the source is read, its dataset built and 20 global batches of
   32 drawn by the streamed sampler and their texts fetched;
 - ``in-memory`` (optional, small sizes): the rows the previous irds source built, every (query language, passage
@@ -48,10 +49,11 @@ def source(size: int) -> str:
 
 def child_pipeline(size: int) -> None:
     """The data pipeline alone: read the source, build its dataset, draw and read 20 global batches."""
-    import pyterrier_hybrid  # noqa: F401  (registers the synthetic collection)
+    from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection
     from pyterrier_hybrid.training.streamed_sampler import StreamedHybridBatchSampler
     from pyterrier_hybrid.training.streaming import StreamedParallelSource
 
+    register_synthetic_collection()
     data = StreamedParallelSource(source(size), hard_negatives=True)
     rows, _ = data.split(0, seed=42)
     dataset = data.dataset(rows)
@@ -65,11 +67,11 @@ def child_pipeline(size: int) -> None:
 
 def child_in_memory(size: int) -> None:
     """The in-memory irds source: every (query language, passage language) row with its texts."""
-    import pyterrier_hybrid  # noqa: F401
-    from pyterrier_hybrid.datasets.synthetic import synthetic_id
+    from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection, synthetic_id
     from pyterrier_hybrid.training.data import TrainingData, ir_datasets_parallel_examples
     from pyterrier_hybrid.training.trainer import build_training_dataset
 
+    register_synthetic_collection()
     examples = ir_datasets_parallel_examples({lang: synthetic_id(size, lang) for lang in LANGS})
     build_training_dataset(TrainingData(tuple(examples)), "sentence")
 
@@ -101,9 +103,11 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import build_tiny_sentence_transformer
 
+    from pyterrier_hybrid.datasets.synthetic import REGISTER_ENV
     from pyterrier_hybrid.provenance import git_commit
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env[REGISTER_ENV] = "1"  # the training command reads the synthetic collection
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     started = time.time()
     rows = []

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, error_line
 
 SUBCOMMANDS = {
     "datasets": ("pyterrier_hybrid.datasets.cli",
@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "train": ("pyterrier_hybrid.training.cli", "fine-tune a bi-encoder with hybrid (mono/cross-lingual) batches"),
     "compare": ("pyterrier_hybrid.experiments.compare_cli",
                 "the paper's comparison: train alphas, evaluate zero-shot across collections, significance, sweep"),
-    "robustness": ("pyterrier_hybrid.experiments.robustness_cli",
+    "robustness": ("pyterrier_hybrid.experiments.robustness.cli",
                    "every system on clean vs perturbed queries, or (--domain-shift) in- vs cross-collection training"),
     "index": ("pyterrier_hybrid.retrieval.sharded",
               "encode a collection into a FlexIndex on disk (sharded under torchrun)"),
@@ -53,11 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(error_line(f"pyterrier-hybrid {args.command}", e), file=sys.stderr)
         return 2
-
-
-def error_line(prog: str, error: BaseException) -> str:
-    """``<prog>: error: <message>`` on one line (a message spanning lines is joined with spaces)."""
-    return f"{prog}: error: {' '.join(str(error).split())}"
 
 
 if __name__ == "__main__":

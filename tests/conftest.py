@@ -117,6 +117,17 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def synthetic_collection() -> None:
+    """The synthetic ir_datasets collection (``pyterrier-hybrid-synthetic/SIZE/LANG``) of the streamed-training
+    tests, registered once for the session (importing the package does not register it), here and in every command
+    a test starts (they inherit the environment variable that asks for it)."""
+    from pyterrier_hybrid.datasets.synthetic import REGISTER_ENV, register_synthetic_collection
+
+    os.environ[REGISTER_ENV] = "1"
+    register_synthetic_collection()
+
+
 @pytest.fixture(scope="session")
 def lareqa_dir() -> Path:
     """The folder of the LAReQA release files (``<dir>/xquad-r/de.json``); skips the test when there is none."""

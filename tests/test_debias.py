@@ -11,14 +11,10 @@ import pyterrier_dr
 import pytest
 
 from pyterrier_hybrid.datasets import lareqa_collection
-from pyterrier_hybrid.retrieval.debias import (
-    DebiasConfig,
-    DebiasedRetrieverFactory,
-    DebiasError,
-    LanguageDebias,
-)
+from pyterrier_hybrid.retrieval.debias import DebiasConfig, DebiasError, LanguageDebias
+from pyterrier_hybrid.retrieval.debias_factory import DebiasedRetrieverFactory
 from pyterrier_hybrid.retrieval.debias_langid import LanguageIdentificationError, LanguageIdentifier
-from pyterrier_hybrid.retrieval.systems import SystemSpec, build_factory, with_debias_rows
+from pyterrier_hybrid.retrieval.system_specs import SystemSpec, build_factory, with_debias_rows
 
 DIM = 16
 
@@ -234,7 +230,7 @@ def default_base():
 
 
 def _options():
-    from pyterrier_hybrid.retrieval.systems import SystemOptions
+    from pyterrier_hybrid.retrieval.system_specs import SystemOptions
 
     # float32: bf16 autocast makes a vector depend (in the third decimal) on the batch it was encoded in, and the
     # pipeline and the evaluation batch the queries differently

@@ -113,10 +113,11 @@ def test_compare_passes_the_batching_and_the_trained_weights_to_every_trained_sy
 
 
 def test_the_cli_modules_list_the_presets_and_kinds_of_the_library():
-    from pyterrier_hybrid.experiments import compare_cli, robustness_cli
+    from pyterrier_hybrid.experiments import compare_cli
     from pyterrier_hybrid.experiments.presets import PRESETS
     from pyterrier_hybrid.experiments.robustness import KINDS
     from pyterrier_hybrid.experiments.robustness import PRESETS as ROBUSTNESS_PRESETS
+    from pyterrier_hybrid.experiments.robustness import cli as robustness_cli
 
     assert set(compare_cli.PRESET_NAMES) == set(PRESETS)
     assert set(robustness_cli.ROBUSTNESS_PRESETS) == set(ROBUSTNESS_PRESETS)

@@ -594,7 +594,7 @@ def test_a_resumed_comparison_reads_the_committed_results_as_finished(lareqa_dir
     (the models themselves are not committed: a trained system is matched through its recorded training time)."""
     from pyterrier_hybrid.experiments.comparison import Comparison
     from pyterrier_hybrid.experiments.records import read_record
-    from pyterrier_hybrid.experiments.systems import SystemEntry
+    from pyterrier_hybrid.experiments.system_records import SystemEntry
 
     committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "paper_comparison" / "paper-cpu"
     recorded = json.loads((committed / "run.json").read_text())

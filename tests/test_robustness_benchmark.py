@@ -1,6 +1,6 @@
 """The robustness runner's domain-shift mode (``pyterrier-hybrid robustness --domain-shift``,
-:mod:`pyterrier_hybrid.experiments.domain_shift`): the held-out articles it evaluates on, and one end-to-end run with
-the tiny model and BM25 on two XQuAD-R languages."""
+:mod:`pyterrier_hybrid.experiments.robustness.domain_shift`): the held-out articles it evaluates on, and one
+end-to-end run with the tiny model and BM25 on two XQuAD-R languages."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from pyterrier_hybrid.cli import main as cli_main
 from pyterrier_hybrid.errors import UserError
-from pyterrier_hybrid.experiments.domain_shift import held_out_articles
+from pyterrier_hybrid.experiments.robustness.domain_shift import held_out_articles
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
 from pyterrier_hybrid.training.data import load_training_data
 

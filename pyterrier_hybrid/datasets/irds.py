@@ -9,6 +9,7 @@ Ids, for each collection C in {xquad-r, mlqa-r}:
 
 Registration is cheap (no file is read until a dataset's docs, queries or qrels are used) and happens when
 ``pyterrier_hybrid`` is imported, which ``import pyterrier`` does through the ``pyterrier.modules`` entry point.
+The synthetic collection of the tests and benchmarks registers apart (:mod:`.synthetic`), where they ask for it.
 """
 # No ``from __future__ import annotations`` here: PyTerrier's text loader (``pt.text.get_text``) reads the field
 # types of the record classes from ``__annotations__`` and needs real types, not strings.
@@ -207,16 +208,17 @@ def _reject_unknown_id(dataset_id: str, groups) -> None:
 
 
 def register_all() -> None:
-    """Register every LAReQA id with ir_datasets; safe to call more than once."""
-    # ir_datasets offers no public way to list patterns; reading the list keeps registration idempotent.
-    if not any(pattern.pattern == UNKNOWN_ID_PATTERN for pattern, _ in ir_datasets.registry._patterns):
+    """Register every LAReQA id with ir_datasets, and the pattern that makes any other ``lareqa/`` id an error
+    listing the valid ones; safe to call more than once."""
+    ids = settings()
+    registered = set(ir_datasets.registry)  # the registry iterates over its registered ids
+    # The pattern and the ids are registered together, so a registry holding none of the ids lacks the pattern too
+    # (ir_datasets offers no public way to list patterns).
+    if registered.isdisjoint(ids):
         ir_datasets.registry.register_pattern(UNKNOWN_ID_PATTERN, _reject_unknown_id)
-    from .synthetic import register as register_synthetic
-
-    register_synthetic()  # the synthetic parallel collection of the streamed-training tests and benchmark
     provider = _CollectionProvider()
-    for dataset_id, setting in settings().items():
-        if dataset_id in ir_datasets.registry:
+    for dataset_id, setting in ids.items():
+        if dataset_id in registered:
             continue
         ir_datasets.registry.register(
             dataset_id,

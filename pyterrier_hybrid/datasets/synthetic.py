@@ -1,6 +1,8 @@
 """A synthetic parallel collection in ir_datasets, mMARCO-shaped, generated from ids (no files, no download).
 
-Registered ids (``SIZE`` judged pairs, ``LANG`` one of en, de, fr)::
+Ids (``SIZE`` judged pairs, ``LANG`` one of en, de, fr), loadable once :func:`register_synthetic_collection` has
+run (the tests and benchmarks that use them call it, or set :data:`REGISTER_ENV` for the processes they start;
+importing the package does not register them otherwise)::
 
     pyterrier-hybrid-synthetic/SIZE/LANG               queries, docs (with a docs_store), qrels, docpairs
     pyterrier-hybrid-synthetic/SIZE/LANG/no-docpairs   the same without docpairs
@@ -15,6 +17,7 @@ what the streamed-training benchmark and tests need (mMARCO itself cannot be dow
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 
 import ir_datasets
@@ -30,9 +33,13 @@ from ir_datasets.formats import (
 )
 from ir_datasets.indices import Docstore
 
-__all__ = ["LANGUAGES", "NAMESPACE", "synthetic_id", "register"]
+__all__ = ["LANGUAGES", "NAMESPACE", "REGISTER_ENV", "register_if_requested", "register_synthetic_collection",
+           "synthetic_id"]
 
 NAMESPACE = "pyterrier-hybrid-synthetic"
+REGISTER_ENV = "PYTERRIER_HYBRID_SYNTHETIC_COLLECTION"
+"""Set to ``1``, importing the package registers the collection: how tests and benchmarks ask for it in the
+processes they start."""
 LANGUAGES = ("en", "de", "fr")
 VARIANTS = ("no-docpairs", "disjoint")
 ID_PATTERN = rf"^{NAMESPACE}/(\d+)/({'|'.join(LANGUAGES)})(?:/({'|'.join(VARIANTS)}))?$"
@@ -186,9 +193,24 @@ def _build(dataset_id: str, groups) -> ir_datasets.Dataset:
     return ir_datasets.Dataset(*parts)
 
 
-def register() -> None:
-    """Make every ``pyterrier-hybrid-synthetic/...`` id loadable; safe to call more than once."""
-    if not any(pattern.pattern == ID_PATTERN for pattern, _ in ir_datasets.registry._patterns):
+def register_synthetic_collection() -> None:
+    """Make every ``pyterrier-hybrid-synthetic/...`` id loadable in ir_datasets; safe to call more than once.
+
+    Tests and benchmarks call it where they use the collection; importing the package does not, since it is no
+    user's data (unless :data:`REGISTER_ENV` asks for it, see :func:`register_if_requested`)."""
+    try:
+        # Loading an id succeeds only once the pattern is registered (ir_datasets offers no public way to list
+        # patterns); the id it registers costs nothing, the collection being generated from ids.
+        ir_datasets.load(synthetic_id(1, LANGUAGES[0]))
+    except KeyError:
         ir_datasets.registry.register_pattern(ID_PATTERN, _build)
 
 
+def register_if_requested() -> bool:
+    """Register the collection when :data:`REGISTER_ENV` is ``1``; whether it did. A registration does not reach a
+    child process (a command a test starts, a torchrun worker): the variable, which they inherit, does, and the
+    package's import calls this."""
+    if os.environ.get(REGISTER_ENV) != "1":
+        return False
+    register_synthetic_collection()
+    return True

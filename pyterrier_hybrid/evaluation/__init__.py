@@ -8,7 +8,8 @@
 ``factory(candidates) -> pt.Transformer`` builds a retriever ranking ALL the given candidates; a retriever that
 also offers ``docnos`` and ``score_matrix(topics)`` (:class:`ScoreMatrixRetriever`) is scored without building
 results frames. Names load lazily (the command line builds its parser without matplotlib or torch). See
-:mod:`pyterrier_hybrid.evaluation.runner` and :mod:`pyterrier_hybrid.evaluation.measures`.
+:mod:`pyterrier_hybrid.evaluation.runner`, :mod:`pyterrier_hybrid.evaluation.protocol` and
+:mod:`pyterrier_hybrid.evaluation.measures`.
 """
 from .._lazy import lazy_exports
 
@@ -28,14 +29,14 @@ _EXPORTS = {
     "comparison_table": ".report",
     "markdown_table": ".report",
     "results_markdown": ".report",
-    "SCORE_MATRIX_METHOD": ".runner",
+    "SCORE_MATRIX_METHOD": ".protocol",
     "ExactRanker": ".runner",
     "IrdsEvaluationConfig": ".irds_runner",
     "LAReQAEvaluationConfig": ".runner",
-    "ScoreMatrixRetriever": ".runner",
+    "ScoreMatrixRetriever": ".protocol",
     "evaluate_irds": ".irds_runner",
     "evaluate_lareqa": ".runner",
-    "has_score_matrix": ".runner",
+    "has_score_matrix": ".protocol",
     "EvaluationSetting": ".settings",
     "group_by_candidates": ".settings",
     "lareqa_settings": ".settings",

@@ -69,7 +69,13 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
     """
     from ..datasets import ReleaseFiles
     from ..datasets.irds import setting_of
-    from ..retrieval.systems import SystemSpecError, check_model, check_unique_names, parse_system, with_debias_rows
+    from ..retrieval.system_specs import (
+        SystemSpecError,
+        check_model,
+        check_unique_names,
+        parse_system,
+        with_debias_rows,
+    )
 
     try:
         specs = [parse_system(text) for text in args.models or ["default"]]
@@ -162,7 +168,7 @@ def _irds_config(args: argparse.Namespace, spec, n_systems: int):
 def run(args: argparse.Namespace) -> int:
     specs, collection, langs = check_request(args)
 
-    from ..retrieval.systems import SystemOptions, build_factory
+    from ..retrieval.system_specs import SystemOptions, build_factory
     from . import evaluate_irds, evaluate_lareqa
     from .plots import plot_rank_distance_bars, plot_setting_bars
     from .report import results_markdown

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .protocol import describe_factory, has_score_matrix
 from .report import EvaluationResult, build_result
-from .runner import _describe, has_score_matrix
+from .runs import score_matrix_top_run
 
 if TYPE_CHECKING:
     from ..retrieval.large import RetrieverConfig
 
 __all__ = ["IrdsEvaluationConfig", "evaluate_irds"]
-
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,6 @@ def evaluate_irds(
         n_documents, how = len(candidates), "all documents in memory"
         retriever = retriever_factory(candidates)
         if has_score_matrix(retriever):  # the factories' fast path, through the shared top-k run helper
-            from .runs import score_matrix_top_run
-
             run = score_matrix_top_run(retriever, topics, config.run_depth,
                                        query_batch_size=config.query_batch_size).ir_measures_run()
         else:
@@ -123,7 +121,7 @@ def evaluate_irds(
     per_query.insert(4, "doc_lang", _language(dataset.docs_lang))
     notes = [f"{irds_id}: {n_documents} documents, {per_query.shape[0]} judged queries; runs of depth "
              f"{config.run_depth} ({how}); measures by ir_measures"]
-    return build_result(collection=irds_id, system=system or _describe(retriever_factory), langs=(),
+    return build_result(collection=irds_id, system=system or describe_factory(retriever_factory), langs=(),
                         per_query=per_query, notes=tuple(notes), keep_per_query=True)
 
 
@@ -139,7 +137,7 @@ def _dense_encoder(system):
     (e.g. a debiased factory) is evaluated as a whole, not through its base encoder."""
     import pyterrier_dr
 
-    from ..retrieval.systems import find_encoder
+    from ..retrieval.system_specs import find_encoder
 
     encoder = find_encoder(system, through_wrappers=False)
     return encoder if isinstance(encoder, pyterrier_dr.BiEncoder) else None

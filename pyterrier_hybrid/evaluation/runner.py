@@ -12,19 +12,19 @@ XQuAD-R. A lexical retriever is thereby built over the setting's own candidates 
 ranking the pool once and filtering it per language would be wrong for BM25). A dense factory should cache candidate
 embeddings by docno so that the pool reuses the embeddings of the per-language calls.
 
-Fast path (protocol :class:`ScoreMatrixRetriever`, method name :data:`SCORE_MATRIX_METHOD`). A full ranking of the
-multilingual pool (13,090 questions x ~13k candidates = 170M rows) does not fit in a pandas frame. A retriever that
-also has ``docnos`` (np.ndarray of its candidates' docnos, in index order) and ``score_matrix(topics) -> np.ndarray``
-(shape [len(topics), len(docnos)], float, the same scores ``transform`` gives; row i = ``topics.iloc[i]``) is
-scored in batches of queries straight from that matrix: exact ranks of the relevant candidates and the top of each
-ranking are extracted, and the matrix is dropped. Without it, ``transform`` is called batch by batch and its
-results frame is used (fine for monolingual and cross-lingual settings, slow for the pool).
+Fast path (protocol :class:`~.protocol.ScoreMatrixRetriever`, method name :data:`~.protocol.SCORE_MATRIX_METHOD`, in
+:mod:`.protocol` with the rest of what the runners ask of a retriever). A full ranking of the multilingual pool
+(13,090 questions x ~13k candidates = 170M rows) does not fit in a pandas frame. A retriever that also has
+``docnos`` (np.ndarray of its candidates' docnos, in index order) and ``score_matrix(topics) -> np.ndarray`` (shape
+[len(topics), len(docnos)], float, the same scores ``transform`` gives; row i = ``topics.iloc[i]``) is scored in
+batches of queries straight from that matrix: exact ranks of the relevant candidates and the top of each ranking are
+extracted, and the matrix is dropped. Without it, ``transform`` is called batch by batch and its results frame is
+used (fine for monolingual and cross-lingual settings, slow for the pool).
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -44,31 +44,9 @@ from .measures import (
     tie_order,
     top_k_columns,
 )
+from .protocol import SCORE_MATRIX_METHOD, RetrieverFactory, describe_factory, has_score_matrix
 from .report import EvaluationResult, build_result
 from .settings import EvaluationSetting, group_by_candidates, lareqa_settings
-
-if TYPE_CHECKING:
-    pass
-
-SCORE_MATRIX_METHOD = "score_matrix"
-
-RetrieverFactory = Callable[[pd.DataFrame], "object"]
-
-
-@runtime_checkable
-class ScoreMatrixRetriever(Protocol):
-    """The optional fast path of a retriever made by a retriever factory (see the module documentation)."""
-
-    docnos: np.ndarray
-
-    def score_matrix(self, topics: pd.DataFrame) -> np.ndarray:
-        """Scores of every topic against every candidate: shape [len(topics), len(self.docnos)]."""
-        ...
-
-
-def has_score_matrix(retriever) -> bool:
-    return callable(getattr(retriever, SCORE_MATRIX_METHOD, None)) and getattr(retriever, "docnos", None) is not None
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Exact rankings of one candidate set
@@ -285,7 +263,7 @@ def evaluate_lareqa(
                      "candidates all lie in the top of the ranking")
     return build_result(
         collection=coll.name,
-        system=system or _describe(retriever_factory),
+        system=system or describe_factory(retriever_factory),
         langs=tuple(langs),
         per_query=pd.concat([frames[setting] for setting in settings], ignore_index=True),  # settings' order
         notes=tuple(notes),
@@ -363,16 +341,3 @@ def _setting_measures(setting: EvaluationSetting, ranking: SettingRanking, topic
                 notes.append(f"PEER not reported: peer-measure failed with {type(error).__name__}: {error}")
                 warnings.warn(notes[-1], stacklevel=3)
     return frame.reset_index(), checked, notes
-
-
-def _describe(factory) -> str:
-    return getattr(factory, "__name__", None) or type(factory).__name__
-
-
-def __getattr__(name: str):
-    # The ir_datasets evaluation lives in .irds_runner (it imports this module); its names stay importable here.
-    if name in ("IrdsEvaluationConfig", "evaluate_irds"):
-        from . import irds_runner
-
-        return getattr(irds_runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 A results frame of every system in every setting does not fit in memory for the full LAReQA collections (a frame
 row per query and candidate); the top ``depth`` candidates of each query kept as numpy blocks do. :class:`TopRun`
 accumulates them; :func:`score_matrix_top_run` fills one from a retriever's ``score_matrix`` fast path (see
-:mod:`pyterrier_hybrid.evaluation.runner`), with ties in trec_eval's order. :func:`save_top_runs` /
+:mod:`pyterrier_hybrid.evaluation.protocol`), with ties in trec_eval's order. :func:`save_top_runs` /
 :func:`load_top_runs` keep them on disk, so that an interrupted comparison does not evaluate a finished system again.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .measures import check_scores, tie_order, top_k_columns
+from .protocol import SCORE_MATRIX_METHOD, has_score_matrix
 
 __all__ = ["TopRun", "load_top_runs", "save_top_runs", "score_matrix_top_run"]
 
@@ -118,8 +119,6 @@ def score_matrix_top_run(retriever, topics: pd.DataFrame, depth: int, *, run_qid
     ``run_qids``: the qids to record for the topics' rows (default: ``topics["qid"]``), e.g. qids prefixed by their
     setting; ``into``: add to this run instead of a new one.
     """
-    from .runner import SCORE_MATRIX_METHOD, has_score_matrix
-
     if not has_score_matrix(retriever):
         raise TypeError(f"{type(retriever).__name__} has no score_matrix: a top-k run from score matrices needs "
                         "the retriever factory's fast path")

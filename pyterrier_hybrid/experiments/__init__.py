@@ -1,8 +1,8 @@
 """Experiments built from the package's parts: the comparison of systems and the robustness studies.
 
-Data flows one way: experiments use ``datasets``, ``training``, ``retrieval`` and ``evaluation``; none of those
-imports from here. The ``pyterrier-hybrid compare`` and ``pyterrier-hybrid robustness`` commands drive these
-modules:
+Data flows one way: experiments use every other stage (``datasets``, ``models``, ``training``, ``retrieval``,
+``evaluation``, ``robustness``); none of those imports from here. The ``pyterrier-hybrid compare`` and
+``pyterrier-hybrid robustness`` commands drive these modules:
 
 - :mod:`.presets`: :class:`ComparisonPreset` (directions, trained systems, seeds, sweep, budgets),
   :class:`RecipeSystem` (a trained system with its own recipe), :data:`PRESETS` (cpu, gpu, demo, ...),
@@ -10,16 +10,15 @@ modules:
 - :mod:`.training_runs`: the models a comparison trains, trained once or reused (:class:`ModelStore`);
 - :mod:`.comparison`: :class:`Comparison`, the whole run (trains, evaluates or reuses every system per direction);
 - :mod:`.comparison_report`: the comparison's tables, plots and Markdown, from the evaluated systems;
-- :mod:`.systems`: :class:`SystemEntry` (a system to evaluate) and :class:`SystemRun` (its evaluation);
+- :mod:`.system_records`: :class:`SystemEntry` (a system to evaluate) and :class:`SystemRun` (its evaluation);
 - :mod:`.records`: :class:`RunRecord`, a result folder's ``run.json`` and the one rule for reusing a saved result;
 - :mod:`.aggregate`: mean and spread over seeds, whether a difference exceeds the spread, the seen/unseen split;
 - :mod:`.training_curves`: how each trained model's run went (steps, early stop, held-out loss) and its loss curves;
 - :mod:`.significance`: paired tests through ``pt.Experiment`` with Holm correction;
 - :mod:`.sweep`: the alpha sweep's table and plot;
-- :mod:`.robustness`: clean vs perturbed queries for every system (:class:`RobustnessConfig`,
-  :func:`run_robustness`);
-- :mod:`.domain_shift`: in-collection vs cross-collection training on held-out articles
-  (:func:`run_domain_shift`).
+- :mod:`.robustness`: the robustness studies in one subpackage: clean vs perturbed queries for every system
+  (:class:`RobustnessConfig`, :func:`run_robustness`) and in-collection vs cross-collection training on held-out
+  articles (:func:`run_domain_shift`), their configuration, report, plots and command.
 
 Names are imported lazily, so ``import pyterrier_hybrid.experiments`` stays cheap.
 """
@@ -43,8 +42,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "TrainingRun": ".training_runs",
     "plan_training": ".training_runs",
     "Comparison": ".comparison",
-    "SystemEntry": ".systems",
-    "SystemRun": ".systems",
+    "SystemEntry": ".system_records",
+    "SystemRun": ".system_records",
     "RunRecord": ".records",
     "read_record": ".records",
     "aggregate_table": ".aggregate",
@@ -64,10 +63,10 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "top_runs": ".significance",
     "plot_alpha_sweep": ".sweep",
     "sweep_frame": ".sweep",
-    "RobustnessConfig": ".robustness",
-    "StudyOptions": ".robustness",
-    "run_robustness": ".robustness",
-    "DomainShiftConfig": ".domain_shift",
-    "held_out_articles": ".domain_shift",
-    "run_domain_shift": ".domain_shift",
+    "RobustnessConfig": ".robustness.config",
+    "StudyOptions": ".robustness.config",
+    "run_robustness": ".robustness.study",
+    "DomainShiftConfig": ".robustness.domain_shift",
+    "held_out_articles": ".robustness.domain_shift",
+    "run_domain_shift": ".robustness.domain_shift",
 })

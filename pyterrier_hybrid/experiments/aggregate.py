@@ -75,7 +75,7 @@ def table1(system_runs: Sequence[Any]) -> pd.DataFrame:
     """The paper's Table 1 for one direction: one row per system label, mean and std over seeds.
 
     ``system_runs``: objects with ``label``, ``seed`` and ``result`` (an EvaluationResult), e.g.
-    :class:`~pyterrier_hybrid.experiments.systems.SystemRun`; runs sharing a label are seeds of one system.
+    :class:`~pyterrier_hybrid.experiments.system_records.SystemRun`; runs sharing a label are seeds of one system.
     """
     return aggregate_table(seed_rows(system_runs), ["System"])
 

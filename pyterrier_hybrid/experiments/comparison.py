@@ -4,7 +4,7 @@ For every *direction* of a :class:`~pyterrier_hybrid.experiments.presets.Compari
 collection, evaluate on the other, which is never seen in training), :class:`Comparison` evaluates
 
 - BM25; the base encoder without training; the preset's extra systems (any
-  :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` string); and the base encoder trained with hybrid batches
+  :class:`~pyterrier_hybrid.retrieval.system_specs.SystemSpec` string); and the base encoder trained with hybrid batches
   at each alpha of ``main_systems`` (1: X-X-mono, 0: X-Y, 0.5: hybrid), all with the same budget, data, seeds and
   hyperparameters; the preset's ``recipe_systems``, each trained with its own configuration on the same data and
   seeds (e.g. the distilled system of ``demo``); with ``debias``, a debiased variant of the base and of every
@@ -36,7 +36,7 @@ from ..evaluation.runs import load_top_runs, save_top_runs
 from ..evaluation.subsets import TopicSubset
 from ..models import resolve_model
 from ..provenance import git_commit, utc_now, write_json
-from ..retrieval.systems import SystemOptions, SystemSpec, check_model, find_encoder, parse_system
+from ..retrieval.system_specs import SystemOptions, SystemSpec, check_model, find_encoder, parse_system
 from .comparison_report import (
     comparison_markdown,
     direction_markdown,
@@ -48,7 +48,7 @@ from .comparison_report import (
 from .presets import ComparisonPreset, Direction, PresetError
 from .records import RunRecord, provenance, read_record
 from .significance import TestSet, build_test_sets, top_runs
-from .systems import SharedEncodings, SystemEntry, SystemRun, system_factory
+from .system_records import SharedEncodings, SystemEntry, SystemRun, system_factory
 from .training_runs import ModelFolderError, ModelStore, alpha_label, model_name, plan_training, recipe_model_name
 
 __all__ = [

@@ -29,7 +29,7 @@ from .aggregate import (
 from .presets import BASELINE_ALPHA, ComparisonPreset, Direction
 from .significance import TestSet, significance_markdown, significance_tests
 from .sweep import plot_alpha_sweep, sweep_frame
-from .systems import SystemRun
+from .system_records import SystemRun
 from .training_curves import plot_loss_curves, training_runs_table
 from .training_runs import alpha_label
 

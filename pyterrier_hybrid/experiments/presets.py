@@ -137,7 +137,7 @@ class ComparisonPreset:
         candidate_text: what retrieval encodes / indexes for a candidate ("sentence" or "sentence+context").
         precision / encode_batch_size: dense encoding at evaluation.
         encoders: extra systems evaluated zero-shot beside BM25 and the base, each a
-            :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` string ``NAME=SPEC`` (a plain encoder that
+            :class:`~pyterrier_hybrid.retrieval.system_specs.SystemSpec` string ``NAME=SPEC`` (a plain encoder that
             resolves to the base model is left out: it is the "base" row already; a spec with options, e.g. a
             debiased base, is kept).
         debias: a debiasing method applied to the base and every trained system as extra rows ``<label> + debias``

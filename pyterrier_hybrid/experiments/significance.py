@@ -115,7 +115,7 @@ def significance_tests(system_runs: Sequence[Any], test_sets: Sequence[TestSet],
 
     ``system_runs``: objects with ``label``, ``seed`` (None: untrained, part of every seed's test) and ``runs``
     (setting type -> :class:`~pyterrier_hybrid.evaluation.runs.TopRun`), e.g.
-    :class:`~pyterrier_hybrid.experiments.systems.SystemRun`.
+    :class:`~pyterrier_hybrid.experiments.system_records.SystemRun`.
     """
     import pyterrier as pt
     from pyterrier.measures import AP, R
@@ -179,8 +179,8 @@ def paired_significance(factories: Mapping[str, Callable], collection, langs: Se
     t-test, Holm correction over the systems), qids of a type's settings concatenated.
 
     ``factories``: name -> retriever factory (``factory(candidates) -> retriever`` with the ``score_matrix`` fast
-    path, e.g. :func:`~pyterrier_hybrid.retrieval.systems.build_factory`); ``collection``: a LAReQA collection or its
-    name; ``pairs_per_language``: cross-lingual pairs per query language (:func:`balanced_pairs`; None: all).
+    path, e.g. :func:`~pyterrier_hybrid.retrieval.system_specs.build_factory`); ``collection``: a LAReQA collection or
+    its name; ``pairs_per_language``: cross-lingual pairs per query language (:func:`balanced_pairs`; None: all).
     Returns one row per setting type and system: the measures, their p-values (raw and corrected) and whether the
     difference is significant at 0.05.
     """

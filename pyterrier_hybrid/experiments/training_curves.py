@@ -50,7 +50,7 @@ def _planned_steps(config: dict[str, Any], run: dict[str, Any]) -> int | None:
 
 def training_runs_table(system_runs: Sequence[Any]) -> pd.DataFrame:
     """One row per trained run among ``system_runs`` (objects with ``label``, ``seed``, ``alpha`` and ``model``, e.g.
-    :class:`~pyterrier_hybrid.experiments.systems.SystemRun`; untrained systems, alpha None, are left out)."""
+    :class:`~pyterrier_hybrid.experiments.system_records.SystemRun`; untrained systems, alpha None, are left out)."""
     rows = []
     for run in system_runs:
         if run.alpha is None:

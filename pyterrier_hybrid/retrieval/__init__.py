@@ -7,10 +7,11 @@
   pool, the retriever the LAReQA evaluation uses (exact ranks over the whole pool);
 - :class:`BM25Retriever` / :class:`BM25Factory` (``bm25``): BM25 over bm25s, no Java;
 - :class:`MultilingualTokenizer` (``tokenization``): ICU word breaking and Snowball stemming for 11 scripts;
-- :class:`LanguageDebias` / :class:`DebiasedRetrieverFactory` (``debias``): training-free removal of language
-  directions from query and passage vectors (mean centering, LIR, label-free principal directions);
-- :class:`SystemSpec` / :func:`build_factory` (``systems``): ``NAME=MODEL`` strings (``bm25``, ``default``, a hub
-  id or a folder) to retriever factories, as the command line uses them.
+- :class:`LanguageDebias` / :class:`DebiasedRetrieverFactory` (``debias``, ``debias_factory``): training-free
+  removal of language directions from query and passage vectors (mean centering, LIR, label-free principal
+  directions);
+- :class:`SystemSpec` / :func:`build_factory` (``system_specs``): ``NAME=MODEL`` strings (``bm25``, ``default``, a
+  hub id or a folder) to retriever factories, as the command line uses them.
 
 Names are imported lazily so that ``import pyterrier_hybrid.retrieval`` does not load torch.
 """
@@ -29,9 +30,9 @@ _EXPORTS = {
     "BM25Factory": ".bm25",
     "MultilingualTokenizer": ".tokenization",
     "TokenizerConfig": ".tokenization",
-    "SystemSpec": ".systems",
-    "SystemOptions": ".systems",
-    "build_factory": ".systems",
+    "SystemSpec": ".system_specs",
+    "SystemOptions": ".system_specs",
+    "build_factory": ".system_specs",
     "DebiasConfig": ".debias",
     "DebiasedRetrieverFactory": ".debias_factory",
     "LanguageDebias": ".debias",

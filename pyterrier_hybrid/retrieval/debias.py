@@ -28,9 +28,9 @@ Usage with pyterrier-dr (the transformer rewrites the ``query_vec`` / ``doc_vec`
     debias.save(index.index_path / "debias")                                  # and LanguageDebias.load(...)
 
 Topics without a ``lang`` column have their language identified (``detector``, see :mod:`.debias_langid`).
-For evaluation, :class:`DebiasedRetrieverFactory` wraps a :class:`~.dense.DenseRetrieverFactory`: it fits on the
-pool it is asked for, reuses the base factory's cached vectors (encode once, debias many) and returns an exact
-retriever over the debiased vectors.
+For evaluation, :class:`~.debias_factory.DebiasedRetrieverFactory` wraps a :class:`~.dense.DenseRetrieverFactory`:
+it fits on the pool it is asked for, reuses the base factory's cached vectors (encode once, debias many) and returns
+an exact retriever over the debiased vectors.
 """
 from __future__ import annotations
 
@@ -236,12 +236,12 @@ class LanguageDebias(pt.Transformer):
             passage_vectors = encoder.encode_candidates(candidates)
         else:
             passage_vectors = encoder.encode_docs(candidates["text"].astype(str).tolist())
-        passage_langs = _languages(candidates, ("doc_lang", "lang"), "text", detector, config)
+        passage_langs = row_languages(candidates, ("doc_lang", "lang"), "text", detector, config)
         query_vectors = query_langs = None
         if queries is not None:
             pt.validate.columns(queries, includes=["query"])
             query_vectors = encoder.encode_queries(queries["query"].astype(str).tolist())
-            query_langs = _languages(queries, ("query_lang", "lang"), "query", detector, config)
+            query_langs = row_languages(queries, ("query_lang", "lang"), "query", detector, config)
         return cls.fit_vectors(passage_vectors, passage_langs, query_vectors=query_vectors, query_langs=query_langs,
                                method=config, detector=detector)
 
@@ -314,7 +314,7 @@ class LanguageDebias(pt.Transformer):
             if len(out) == 0:
                 continue
             vectors = np.stack(out[column].to_numpy())
-            langs = _languages(out, lang_columns, text_column, self.detector, self.config)
+            langs = row_languages(out, lang_columns, text_column, self.detector, self.config)
             out[column] = list(self.transform_vectors(vectors, langs, side))
         return out
 
@@ -378,8 +378,9 @@ def _known_languages(*frames) -> list[str] | None:
     return sorted(langs) or None
 
 
-def _languages(frame: pd.DataFrame, columns: Sequence[str], text_column: str, detector, config: DebiasConfig):
-    """The language of every row: the first of ``columns`` present, else identified from ``text_column``."""
+def row_languages(frame: pd.DataFrame, columns: Sequence[str], text_column: str, detector, config: DebiasConfig):
+    """The language of every row: the first of ``columns`` present, else identified from ``text_column`` by
+    ``detector``; ``None`` for the label-free "global" method (the fit and the evaluation's factory both ask)."""
     if config.method == "global":
         return None
     for column in columns:
@@ -400,13 +401,5 @@ __all__ = [
     "LanguageDebias",
     "METHODS",
     "SideStatistics",
+    "row_languages",
 ]
-
-
-def __getattr__(name: str):
-    # The evaluation's factory lives in .debias_factory (it imports this module); its names stay importable here.
-    if name in ("DebiasedExactRetriever", "DebiasedRetrieverFactory"):
-        from . import debias_factory
-
-        return getattr(debias_factory, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .debias import QUERY, DebiasConfig, DebiasError, LanguageDebias, _languages
+from .debias import QUERY, DebiasConfig, DebiasError, LanguageDebias, row_languages
 from .debias_langid import LanguageIdentifier
 from .dense import DenseRetrieverFactory, ExactDenseRetriever
 
 __all__ = ["DebiasedExactRetriever", "DebiasedRetrieverFactory"]
-
 
 
 class DebiasedExactRetriever(ExactDenseRetriever):
@@ -30,7 +29,7 @@ class DebiasedExactRetriever(ExactDenseRetriever):
 
     def query_vectors(self, topics: pd.DataFrame) -> np.ndarray:
         vectors = super().query_vectors(topics)
-        langs = _languages(topics, ("query_lang", "lang"), "query", self.debias.detector, self.debias.config)
+        langs = row_languages(topics, ("query_lang", "lang"), "query", self.debias.detector, self.debias.config)
         return self.debias.transform_vectors(vectors, langs, QUERY)
 
 
@@ -80,7 +79,7 @@ class DebiasedRetrieverFactory:
             keys = list(zip(topics["qid"].astype(str), topics["query"].astype(str)))
             vectors = self.base.query_cache.vectors(keys, topics["query"].astype(str).tolist(),
                                                     self.base.encoder.encode_queries)
-            langs = _languages(topics, ("query_lang", "lang"), "query", self.detector, self.config)
+            langs = row_languages(topics, ("query_lang", "lang"), "query", self.detector, self.config)
             self._query_stats = (vectors, langs)
         return self._query_stats
 
@@ -99,7 +98,7 @@ class DebiasedRetrieverFactory:
         """The candidates' languages in ``docnos`` order (None for the label-free ``global`` method)."""
         if self.config.method == "global":
             return None
-        by_docno = pd.Series(_languages(candidates, ("doc_lang", "lang"), "text", self.detector, self.config),
+        by_docno = pd.Series(row_languages(candidates, ("doc_lang", "lang"), "text", self.detector, self.config),
                              index=candidates["docno"].astype(str).to_numpy())
         return by_docno.reindex(docnos).to_numpy(dtype=object)
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, error_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         stats = build_distributed(index, encoder, irds_documents(dataset), identity=identity,
                                   overwrite=args.overwrite_index, chunk_size=args.chunk_size, rank=rank,
                                   world_size=world_size, barrier=dist.barrier if distributed else None,
-                                  gather=_all_gather if distributed else None)
+                                  gather=all_gather_objects if distributed else None)
         if rank == 0:
             print(json.dumps(stats, indent=2))
     finally:
@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_gather(value):
+def all_gather_objects(value):
+    """``value`` of every rank, in rank order (``torch.distributed.all_gather_object``): the ``gather`` of
+    :func:`build_distributed` under torchrun."""
     import torch.distributed as dist
 
     gathered = [None] * dist.get_world_size()
@@ -114,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(parser.parse_args(argv))
     except UserError as error:
-        from ..cli import error_line
-
         print(error_line(parser.prog, error), file=sys.stderr)
         return 2
 

@@ -43,8 +43,8 @@ import pyterrier as pt
 
 from ..evaluation.cache import RetrieverCache
 from ..evaluation.measures import AP, MAP, RANK_DISTANCE
+from ..evaluation.protocol import SCORE_MATRIX_METHOD, has_score_matrix
 from ..evaluation.report import EvaluationResult, summary_frame
-from ..evaluation.runner import SCORE_MATRIX_METHOD, has_score_matrix
 from ..evaluation.subsets import TopicSubset
 from .base import replace_queries
 from .text import SegmentedText

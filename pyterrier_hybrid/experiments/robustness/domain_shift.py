@@ -16,24 +16,24 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..datasets import lareqa_collection
-from ..evaluation import evaluate_lareqa
-from ..evaluation.subsets import TopicSubset
-from ..retrieval.systems import SystemSpec, check_systems
-from ..robustness.evaluation import relative_drop
-from ..training.config import CONFIG_FILE, HybridTrainingConfig
-from .records import RunRecord, provenance
-from .robustness import build_system, evaluation_config
-from .robustness_config import RobustnessError, StudyOptions
-from .robustness_plots import plot_domain_shift
-from .robustness_report import domain_shift_markdown
+from ...datasets import lareqa_collection
+from ...evaluation import evaluate_lareqa
+from ...evaluation.subsets import TopicSubset
+from ...retrieval.system_specs import SystemSpec, check_systems
+from ...robustness.evaluation import relative_drop
+from ...training.config import CONFIG_FILE, HybridTrainingConfig
+from ..records import RunRecord, provenance
+from .config import RobustnessError, StudyOptions
+from .plots import plot_domain_shift
+from .report import domain_shift_markdown
+from .study import build_system, evaluation_config
 
 __all__ = ["DomainShiftConfig", "held_out_articles", "plot_domain_shift", "run_domain_shift"]  # the plot: re-exported
 
 
 @dataclass(frozen=True)
 class DomainShiftConfig(StudyOptions):
-    """What a domain-shift run compares (besides :class:`~.robustness.StudyOptions`: collection, languages,
+    """What a domain-shift run compares (besides :class:`~.config.StudyOptions`: collection, languages,
     subsample of the held-out questions, seed, encoding).
 
     Attributes:
@@ -73,7 +73,7 @@ class DomainShiftConfig(StudyOptions):
 def held_out_articles(model: str, collection: str) -> list[str]:
     """The articles an in-collection model was NOT trained on: its training run's held-out split by article,
     reproduced from its training_config.json with the training code's own split_by_article."""
-    from ..training.data import load_training_data, split_by_article
+    from ...training.data import load_training_data, split_by_article
 
     path = Path(model) / CONFIG_FILE
     if not path.is_file():

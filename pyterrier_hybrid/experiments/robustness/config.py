@@ -1,7 +1,7 @@
 """What a robustness study runs: the options every study shares and the perturbation study's own, checked early.
 
 :class:`StudyOptions` (collection, languages, subsample, seed, encoding) is shared by the perturbation study
-(:class:`RobustnessConfig`, :mod:`.robustness`) and the domain shift (:mod:`.domain_shift`). Every value is checked
+(:class:`RobustnessConfig`, :mod:`.study`) and the domain shift (:mod:`.domain_shift`). Every value is checked
 when the object is built, and :meth:`RobustnessConfig.check` checks what needs the data (languages, models) before
 any model is built; problems are :class:`RobustnessError`, a user error naming them.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..datasets import lareqa_collection
-from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS
-from ..errors import UserError
-from ..retrieval.systems import SystemOptions, check_systems, check_unique_names
-from .robustness_report import KINDS
+from ...datasets import lareqa_collection
+from ...datasets.candidates import CANDIDATE_TEXT_OPTIONS
+from ...errors import UserError
+from ...retrieval.system_specs import SystemOptions, check_systems, check_unique_names
+from .report import KINDS
 
 __all__ = ["PRESETS", "RobustnessConfig", "RobustnessError", "StudyOptions", "below_minimum"]
 

@@ -1,7 +1,7 @@
 """The robustness studies' tables and Markdown: what the perturbation study and the domain shift measured, as text.
 
-:mod:`.robustness` and :mod:`.domain_shift` run the evaluations and give their rows (one per system, condition,
-setting type and measure); the functions here only render them. Plots are in :mod:`.robustness_plots`.
+:mod:`.study` and :mod:`.domain_shift` run the evaluations and give their rows (one per system, condition,
+setting type and measure); the functions here only render them. Plots are in :mod:`.plots`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..evaluation.report import markdown_table
+from ...evaluation.report import markdown_table
 
 __all__ = [
     "EDIT_KINDS",

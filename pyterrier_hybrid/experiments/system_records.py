@@ -1,13 +1,13 @@
 """The systems an experiment evaluates: one record type for what a system is, one for what its evaluation gave.
 
 A :class:`SystemEntry` describes a system (label, folder name, model, seed and training alpha for a trained model,
-whether it was trained with a recipe of its own, extra :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec`
+whether it was trained with a recipe of its own, extra :class:`~pyterrier_hybrid.retrieval.system_specs.SystemSpec`
 options such as debiasing); the comparison and the robustness study both plan their systems as entries. A
 :class:`SystemRun` is an entry with its evaluation: the result, the top runs kept for significance tests and the
 run record saved beside them.
 
 Parsing and checking a system string, and finding a system's encoder, live in
-:mod:`pyterrier_hybrid.retrieval.systems`; they are re-exported here for the experiments' callers.
+:mod:`pyterrier_hybrid.retrieval.system_specs`; they are re-exported here for the experiments' callers.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..retrieval.systems import (
+from ..retrieval.system_specs import (
     SystemOptions,
     SystemSpec,
     build_factory,
@@ -58,7 +58,7 @@ def training_alpha(model: str) -> float | None:
 class SystemEntry:
     """One system to evaluate; ``seed`` and ``alpha`` are None for BM25 and untrained encoders.
 
-    ``spec_options``: extra :class:`~pyterrier_hybrid.retrieval.systems.SystemSpec` fields as (name, value) pairs,
+    ``spec_options``: extra :class:`~pyterrier_hybrid.retrieval.system_specs.SystemSpec` fields as (name, value) pairs,
     e.g. ``(("debias", "METHOD"),)``; empty for a plain system.
     ``own_recipe``: a trained system with a training configuration of its own (a comparison's
     :class:`~pyterrier_hybrid.experiments.presets.RecipeSystem`): known by its label, not by its ``alpha``.
@@ -87,7 +87,7 @@ class SystemEntry:
         return self.alpha is not None and not self.own_recipe
 
     def spec(self) -> SystemSpec:
-        """The system as :func:`~pyterrier_hybrid.retrieval.systems.build_factory` takes it."""
+        """The system as :func:`~pyterrier_hybrid.retrieval.system_specs.build_factory` takes it."""
         return SystemSpec(self.slug, self.model).with_options(self.spec_options)
 
     def shown(self, where: str) -> str:

@@ -36,13 +36,13 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..datasets import lareqa_collection
-from ..evaluation import LAReQAEvaluationConfig, evaluate_lareqa
-from ..evaluation.cache import RetrieverCache
-from ..evaluation.subsets import TopicSubset
-from ..retrieval.systems import build_factory, check_systems, find_encoder
-from ..robustness import AdversarialTypos
-from ..robustness.evaluation import (
+from ...datasets import lareqa_collection
+from ...evaluation import LAReQAEvaluationConfig, evaluate_lareqa
+from ...evaluation.cache import RetrieverCache
+from ...evaluation.subsets import TopicSubset
+from ...retrieval.system_specs import build_factory, check_systems, find_encoder
+from ...robustness import AdversarialTypos
+from ...robustness.evaluation import (
     CachedPerturbation,
     PerturbedFactory,
     QueryTable,
@@ -52,34 +52,15 @@ from ..robustness.evaluation import (
     dense_text_scorer,
     supported_languages,
 )
-from .records import RunRecord, provenance
-from .robustness_config import PRESETS, RobustnessConfig, RobustnessError, StudyOptions
-from .robustness_plots import plot_drop_vs_alpha, plot_drop_vs_strength, plot_per_language
-from .robustness_report import (
-    EDIT_KINDS,
-    KINDS,
-    percent,  # noqa: F401  (re-exported: domain_shift and older callers import it from here)
-    robustness_markdown,
-    strength_unit,
-)
-from .systems import SystemEntry, training_alpha
+from ..records import RunRecord, provenance
+from ..system_records import SystemEntry, training_alpha
+from .config import RobustnessConfig, RobustnessError, StudyOptions
+from .plots import plot_drop_vs_alpha, plot_drop_vs_strength, plot_per_language
+from .report import EDIT_KINDS, robustness_markdown, strength_unit
 
-__all__ = [
-    "EDIT_KINDS",
-    "KINDS",
-    "PRESETS",
-    "RobustnessConfig",
-    "RobustnessError",
-    "StudyOptions",
-    "build_system",
-    "check_system_models",
-    "run_robustness",
-    "run_study",
-]
+__all__ = ["build_system", "evaluation_config", "run_robustness", "run_study"]
 
 EXAMPLES_PER_LANGUAGE = 25  # perturbed queries kept in examples.csv per system, kind, strength and language
-#: Every system, and each system's check, as one name: ``check_system_models(texts)`` parses and checks the specs.
-check_system_models = check_systems
 
 
 def build_system(spec_text: str, config: StudyOptions) -> tuple[SystemEntry, RetrieverCache]:

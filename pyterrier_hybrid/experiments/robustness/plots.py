@@ -1,6 +1,6 @@
 """The robustness studies' plots: the perturbation study's drops and the domain shift's pairs, as PNG files.
 
-Each function takes the rows :mod:`.robustness` or :mod:`.domain_shift` measured and draws one figure; none
+Each function takes the rows :mod:`.study` or :mod:`.domain_shift` measured and draws one figure; none
 evaluates anything.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..datasets.settings import SETTING_TYPES
-from ..evaluation.plots import new_figure, save_figure
-from .robustness_report import EDIT_KINDS, HEADLINE, largest_strength_pool, strength_unit
+from ...datasets.settings import SETTING_TYPES
+from ...evaluation.plots import new_figure, save_figure
+from .report import EDIT_KINDS, HEADLINE, largest_strength_pool, strength_unit
 
 __all__ = ["plot_domain_shift", "plot_drop_vs_alpha", "plot_drop_vs_strength", "plot_per_language"]
 

@@ -1,5 +1,5 @@
 """``pyterrier-hybrid robustness``: every system on clean and perturbed queries on LAReQA, or with ``--domain-shift``
-in-collection against cross-collection training on held-out articles (:mod:`.robustness`, :mod:`.domain_shift`).
+in-collection against cross-collection training on held-out articles (:mod:`.study`, :mod:`.domain_shift`).
 
     pyterrier-hybrid robustness --systems bm25 tiny=/tmp/tiny --langs de,en,zh --kinds typo,adversarial \\
         --edits 1 2 3 --out results/robustness
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli_args import add_language_option
+from ...cli_args import add_language_option
 
-ROBUSTNESS_PRESETS = ("cpu", "full")  # kept in step with robustness.PRESETS by a test; no heavy import here
+ROBUSTNESS_PRESETS = ("cpu", "full")  # kept in step with config.PRESETS by a test; no heavy import here
 KIND_NAMES = ("typo", "keyboard", "diacritics", "romanize", "traditional", "codeswitch", "adversarial")
 
 
@@ -65,10 +65,10 @@ def _subsample(value: int | None, preset_value: int | None) -> int | None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The :class:`~.robustness.RobustnessConfig` or :class:`~.domain_shift.DomainShiftConfig` the options ask for,
+    """The :class:`~.config.RobustnessConfig` or :class:`~.domain_shift.DomainShiftConfig` the options ask for,
     checked (a :class:`~pyterrier_hybrid.errors.UserError` names the first problem); nothing is built yet."""
+    from .config import PRESETS, RobustnessConfig, RobustnessError
     from .domain_shift import DomainShiftConfig, read_articles
-    from .robustness import PRESETS, RobustnessConfig, RobustnessError
 
     if args.preset not in PRESETS:
         raise RobustnessError(f"unknown preset {args.preset!r}; expected one of {', '.join(sorted(PRESETS))}")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from .domain_shift import DomainShiftConfig, run_domain_shift
-    from .robustness import run_robustness
+    from .study import run_robustness
 
     config = config_from_args(args)
     with warnings.catch_warnings():
