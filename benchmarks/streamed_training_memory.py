@@ -9,9 +9,9 @@ ids, as mMARCO cannot be downloaded here). Every measurement is a fresh process 
 is its "Maximum resident set size"):
 
 - ``train``: the real command, ``python -m pyterrier_hybrid.cli train --train irds:en=...,de=...,fr=...
-  --hard-negatives --max-steps 5 --batch-size 32`` on the tests' tiny model (2-layer BERT, built once), with
-  ``PYTERRIER_HYBRID_SYNTHETIC_COLLECTION=1`` so that it registers the synthetic collection: reading the ids,
-  writing the query texts, five training steps (texts fetched per batch), saving the model;
+  --hard-negatives --max-steps 5 --batch-size 32`` on the tests' tiny model (2-layer BERT, built once), which
+  registers the synthetic collection when it reads its ids: reading the ids, writing the query texts, five
+  training steps (texts fetched per batch), saving the model;
 - ``pipeline``: the data pipeline alone, no model: the source is read, its dataset built and 20 global batches of
   32 drawn by the streamed sampler and their texts fetched;
 - ``in-memory`` (optional, small sizes): the rows the previous irds source built, every (query language, passage
@@ -103,11 +103,9 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import build_tiny_sentence_transformer
 
-    from pyterrier_hybrid.datasets.synthetic import REGISTER_ENV
     from pyterrier_hybrid.provenance import git_commit
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env[REGISTER_ENV] = "1"  # the training command reads the synthetic collection
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     started = time.time()
     rows = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from ._lazy import lazy_exports
 from .datasets.irds import register_all as _register_datasets
-from .datasets.synthetic import register_if_requested as _register_synthetic_collection_if_requested
 
 __version__ = "0.1.0"
 """The package version: the one place it is written (pyproject.toml reads it from here)."""
@@ -57,5 +56,3 @@ _EXPORTS: dict[str, str] = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 _register_datasets()
-# The synthetic collection of the tests and benchmarks only when the environment asks for it (datasets.synthetic).
-_register_synthetic_collection_if_requested()

@@ -120,11 +120,10 @@ def _no_network(monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def synthetic_collection() -> None:
     """The synthetic ir_datasets collection (``pyterrier-hybrid-synthetic/SIZE/LANG``) of the streamed-training
-    tests, registered once for the session (importing the package does not register it), here and in every command
-    a test starts (they inherit the environment variable that asks for it)."""
-    from pyterrier_hybrid.datasets.synthetic import REGISTER_ENV, register_synthetic_collection
+    tests, registered once for the session in the test process (importing the package does not register it; the
+    commands a test starts register it themselves when they are asked for one of its ids)."""
+    from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection
 
-    os.environ[REGISTER_ENV] = "1"
     register_synthetic_collection()
 
 

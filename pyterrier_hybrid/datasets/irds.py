@@ -229,3 +229,15 @@ def register_all() -> None:
                 _Documentation(setting),
             ),
         )
+
+
+def load_irds_dataset(dataset_id: str):
+    """``ir_datasets.load(dataset_id)`` (``irds:`` prefix allowed) for the package's commands and training sources:
+    an id of the synthetic collection registers it first, so that it is registered where it is asked for, in every
+    process that asks (a command a test starts, a torchrun worker), and never by importing the package."""
+    from .synthetic import is_synthetic_id, register_synthetic_collection
+
+    dataset_id = dataset_id.removeprefix("irds:")
+    if is_synthetic_id(dataset_id):
+        register_synthetic_collection()
+    return ir_datasets.load(dataset_id)

@@ -1,8 +1,9 @@
 """A synthetic parallel collection in ir_datasets, mMARCO-shaped, generated from ids (no files, no download).
 
 Ids (``SIZE`` judged pairs, ``LANG`` one of en, de, fr), loadable once :func:`register_synthetic_collection` has
-run (the tests and benchmarks that use them call it, or set :data:`REGISTER_ENV` for the processes they start;
-importing the package does not register them otherwise)::
+run: the package's commands and training sources register it when they are asked for such an id
+(:func:`pyterrier_hybrid.datasets.irds.load_irds_dataset`), tests and benchmarks call it themselves; importing the
+package does not register it::
 
     pyterrier-hybrid-synthetic/SIZE/LANG               queries, docs (with a docs_store), qrels, docpairs
     pyterrier-hybrid-synthetic/SIZE/LANG/no-docpairs   the same without docpairs
@@ -17,7 +18,6 @@ what the streamed-training benchmark and tests need (mMARCO itself cannot be dow
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 
 import ir_datasets
@@ -33,11 +33,9 @@ from ir_datasets.formats import (
 )
 from ir_datasets.indices import Docstore
 
-__all__ = ["LANGUAGES", "NAMESPACE", "REGISTER_ENV", "register_if_requested", "register_synthetic_collection",
-           "synthetic_id"]
+__all__ = ["LANGUAGES", "NAMESPACE", "is_synthetic_id", "register_synthetic_collection", "synthetic_id"]
 
 NAMESPACE = "pyterrier-hybrid-synthetic"
-REGISTER_ENV = "PYTERRIER_HYBRID_SYNTHETIC_COLLECTION"
 """Set to ``1``, importing the package registers the collection: how tests and benchmarks ask for it in the
 processes they start."""
 LANGUAGES = ("en", "de", "fr")
@@ -58,6 +56,11 @@ _SYLLABLES = {
 def synthetic_id(size: int, lang: str, variant: str | None = None) -> str:
     """The registered id of one language of the synthetic collection."""
     return f"{NAMESPACE}/{size}/{lang}" + (f"/{variant}" if variant else "")
+
+
+def is_synthetic_id(dataset_id: str) -> bool:
+    """Whether ``dataset_id`` (with or without ``irds:``) names a part of the synthetic collection."""
+    return dataset_id.removeprefix("irds:").startswith(f"{NAMESPACE}/")
 
 
 def _mix(x: int) -> int:
@@ -196,21 +199,10 @@ def _build(dataset_id: str, groups) -> ir_datasets.Dataset:
 def register_synthetic_collection() -> None:
     """Make every ``pyterrier-hybrid-synthetic/...`` id loadable in ir_datasets; safe to call more than once.
 
-    Tests and benchmarks call it where they use the collection; importing the package does not, since it is no
-    user's data (unless :data:`REGISTER_ENV` asks for it, see :func:`register_if_requested`)."""
+    Called where the collection is asked for; importing the package does not call it, since it is no user's data."""
     try:
         # Loading an id succeeds only once the pattern is registered (ir_datasets offers no public way to list
         # patterns); the id it registers costs nothing, the collection being generated from ids.
         ir_datasets.load(synthetic_id(1, LANGUAGES[0]))
     except KeyError:
         ir_datasets.registry.register_pattern(ID_PATTERN, _build)
-
-
-def register_if_requested() -> bool:
-    """Register the collection when :data:`REGISTER_ENV` is ``1``; whether it did. A registration does not reach a
-    child process (a command a test starts, a torchrun worker): the variable, which they inherit, does, and the
-    package's import calls this."""
-    if os.environ.get(REGISTER_ENV) != "1":
-        return False
-    register_synthetic_collection()
-    return True

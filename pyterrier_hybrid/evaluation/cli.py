@@ -139,10 +139,10 @@ def check_index_options(args: argparse.Namespace, collection: str, specs) -> Non
 
 
 def _check_irds_id(dataset_id: str) -> None:
-    import ir_datasets
+    from ..datasets.irds import load_irds_dataset
 
     try:
-        dataset = ir_datasets.load(dataset_id)
+        dataset = load_irds_dataset(dataset_id)
     except KeyError:
         raise UserError(f"unknown collection {dataset_id!r}: expected lareqa/xquad-r, lareqa/mlqa-r or an "
                         "ir_datasets id") from None

@@ -89,11 +89,11 @@ def evaluate_irds(
 
     Each query's run is its top ``run_depth`` results, from the retriever's results frames.
     """
-    import ir_datasets
+    from ..datasets.irds import load_irds_dataset
 
     config = config or IrdsEvaluationConfig()
     irds_id = irds_id.removeprefix("irds:")
-    dataset = ir_datasets.load(irds_id)
+    dataset = load_irds_dataset(irds_id)
     for part in ("docs", "queries", "qrels"):
         if not getattr(dataset, f"has_{part}")():
             raise ValueError(f"ir_datasets dataset {irds_id!r} has no {part}; evaluation needs docs, queries and qrels")

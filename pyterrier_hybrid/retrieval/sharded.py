@@ -40,11 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ir_datasets
     import torch.distributed as dist
 
     from pyterrier_hybrid.retrieval.biencoder import BiEncoderConfig, SentenceTransformerBiEncoder
     from pyterrier_hybrid.retrieval.large import ShardedIndex, index_identity, irds_documents
+
+    from ..datasets.irds import load_irds_dataset
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     try:
         dataset_id = args.dataset.removeprefix("irds:")
-        dataset = ir_datasets.load(dataset_id)
+        dataset = load_irds_dataset(dataset_id)
         if not dataset.has_docs():
             raise UserError(f"ir_datasets dataset {dataset_id!r} has no docs")
         config = BiEncoderConfig(candidate_text=args.candidate_text, precision=args.precision,
