@@ -49,8 +49,8 @@ def source(size: int) -> str:
 def child_pipeline(size: int) -> None:
     """The data pipeline alone: read the source, build its dataset, draw and read 20 global batches."""
     import pyterrier_hybrid  # noqa: F401  (registers the synthetic collection)
-    from pyterrier_hybrid.training.streamed_sampler import StreamedHybridBatchSampler
-    from pyterrier_hybrid.training.streaming import StreamedParallelSource
+    from pyterrier_hybrid.training.batching.streamed import StreamedHybridBatchSampler
+    from pyterrier_hybrid.training.sources.streaming import StreamedParallelSource
 
     data = StreamedParallelSource(source(size), hard_negatives=True)
     rows, _ = data.split(0, seed=42)
@@ -67,8 +67,8 @@ def child_in_memory(size: int) -> None:
     """The in-memory irds source: every (query language, passage language) row with its texts."""
     import pyterrier_hybrid  # noqa: F401
     from pyterrier_hybrid.datasets.synthetic import synthetic_id
-    from pyterrier_hybrid.training.data import TrainingData, ir_datasets_parallel_examples
-    from pyterrier_hybrid.training.trainer import build_training_dataset
+    from pyterrier_hybrid.training.batching.pairs import build_training_dataset
+    from pyterrier_hybrid.training.sources.data import TrainingData, ir_datasets_parallel_examples
 
     examples = ir_datasets_parallel_examples({lang: synthetic_id(size, lang) for lang in LANGS})
     build_training_dataset(TrainingData(tuple(examples)), "sentence")
