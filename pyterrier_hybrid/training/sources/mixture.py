@@ -15,7 +15,6 @@ each with its sampler.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +23,6 @@ import numpy as np
 from ...errors import UserError
 from ..config import HybridTrainingConfig
 from .streaming import StreamedParallelSource, StreamedRows, is_streamed_source
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["MixtureError", "SourcesSummary", "TrainingSources", "uses_training_sources"]
 
