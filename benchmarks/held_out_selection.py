@@ -31,7 +31,7 @@ from pyterrier_hybrid.precision import native_bf16_available
 from pyterrier_hybrid.provenance import git_facts, versions
 from pyterrier_hybrid.retrieval.system_specs import SystemOptions, SystemSpec, build_factory
 from pyterrier_hybrid.training import HybridTrainingConfig, train
-from pyterrier_hybrid.training.data import load_training_data, split_by_article
+from pyterrier_hybrid.training.sources.data import load_training_data, split_by_article
 
 MEASURES = (("monolingual", "mAP"), ("cross-lingual", "mAP"), ("multilingual", "mAP"),
             ("multilingual", "RankDistance"))

@@ -50,8 +50,8 @@ def source(size: int) -> str:
 def child_pipeline(size: int) -> None:
     """The data pipeline alone: read the source, build its dataset, draw and read 20 global batches."""
     from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection
-    from pyterrier_hybrid.training.streamed_sampler import StreamedHybridBatchSampler
-    from pyterrier_hybrid.training.streaming import StreamedParallelSource
+    from pyterrier_hybrid.training.batching.streamed import StreamedHybridBatchSampler
+    from pyterrier_hybrid.training.sources.streaming import StreamedParallelSource
 
     register_synthetic_collection()
     data = StreamedParallelSource(source(size), hard_negatives=True)
@@ -68,8 +68,8 @@ def child_pipeline(size: int) -> None:
 def child_in_memory(size: int) -> None:
     """The in-memory irds source: every (query language, passage language) row with its texts."""
     from pyterrier_hybrid.datasets.synthetic import register_synthetic_collection, synthetic_id
-    from pyterrier_hybrid.training.data import TrainingData, ir_datasets_parallel_examples
-    from pyterrier_hybrid.training.trainer import build_training_dataset
+    from pyterrier_hybrid.training.batching.pairs import build_training_dataset
+    from pyterrier_hybrid.training.sources.data import TrainingData, ir_datasets_parallel_examples
 
     register_synthetic_collection()
     examples = ir_datasets_parallel_examples({lang: synthetic_id(size, lang) for lang in LANGS})

@@ -8,7 +8,7 @@ Builds the paper's CPU recipe (``training.recipes.PAPER_CPU_RECIPE``: batches of
 bf16 autocast, frozen word embeddings, fast dropout, length buckets) once, then times the forward and backward pass
 of its loss on the same ``--batches`` batches of the trainer's own dataloader for every variant, interleaved by round;
 the deepest freezings are timed with the one-pass loss as well (MNRL: one forward with a graph instead of the cached
-loss's two forwards, which fits once only the top layers keep activations, see training.memory).
+loss's two forwards, which fits once only the top layers keep activations, see training.speed.memory).
 Variants change the model in place and are undone after their measurement: layers are frozen and unfrozen; LoRA
 adapters are injected (on every linear layer, as ``--lora-rank`` trains by default, and for the first rank also on the
 attention's query and value only) and merged away again, which leaves the weights
@@ -42,7 +42,7 @@ def train_all_but_word_embeddings(model) -> None:
 
 def apply_variant(model, config, variant: tuple[str, int]):
     """Set the model up for ``variant`` and return the function that undoes it."""
-    from pyterrier_hybrid.training.trainable import add_lora_adapter, freeze_lower_layers, merge_lora_adapter
+    from pyterrier_hybrid.training.speed.trainable import add_lora_adapter, freeze_lower_layers, merge_lora_adapter
 
     kind, size = variant
     train_all_but_word_embeddings(model)

@@ -1,5 +1,5 @@
-"""Peak resident memory of training runs beside the memory model's estimate (pyterrier_hybrid.training.memory), and
-the calibration of that model.
+"""Peak resident memory of training runs beside the memory model's estimate (pyterrier_hybrid.training.speed.memory),
+and the calibration of that model.
 
     python benchmarks/training_memory.py                 # the default recipe (batch 100, sentence + context,
                                                          # float32) for 3 steps, plus the CPU preset
@@ -56,7 +56,7 @@ def calibration_point(batch: int, length: int, precision: str, embeddings: str) 
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from pyterrier_hybrid.models import resolve_model
-    from pyterrier_hybrid.training.memory import EncoderShape, current_resident_bytes
+    from pyterrier_hybrid.training.speed.memory import EncoderShape, current_resident_bytes
 
     model = SentenceTransformer(str(resolve_model(None)), device="cpu")
     model.max_seq_length = 512
@@ -120,7 +120,7 @@ def calibrate(args) -> dict:
 def fit(points: list[dict] | None = None) -> dict:
     """Coefficients per precision from the points (default: calibration.csv): least squares, then scaled up so that
     no measured point is under-estimated (the trainer must not plan a batch that is then killed)."""
-    from pyterrier_hybrid.training.memory import (
+    from pyterrier_hybrid.training.speed.memory import (
         ACTIVATION_COEFFICIENTS,
         ActivationCoefficients,
         EncoderShape,

@@ -105,8 +105,8 @@ def sampler_time_per_batch(args: argparse.Namespace) -> dict[str, float]:
     from sentence_transformers.base.sampler import DefaultBatchSampler, NoDuplicatesBatchSampler
     from torch.utils.data import RandomSampler
 
-    from pyterrier_hybrid.training.data import candidate_text, load_training_data
-    from pyterrier_hybrid.training.sampler import HybridBatchSampler, ParallelRows
+    from pyterrier_hybrid.training.batching.hybrid import HybridBatchSampler, ParallelRows
+    from pyterrier_hybrid.training.sources.data import candidate_text, load_training_data
 
     data = load_training_data(args.train, args.langs)
     positives = [candidate_text(e.passage_sentence, e.passage_context, args.candidate_text) for e in data.examples]

@@ -6,8 +6,8 @@ curves of the same seed, the achieved GFLOP/s and the machine's bf16 matrix-prod
 "before" is the step of the comparison's committed runs (``fused_optimizer=False, fast_dropout=False,
 length_buckets=1``: torch's per-tensor AdamW loop, torch's dropout and SDPA attention, each column one padded block),
 "after" the default (fused AdamW; dropout masks drawn 15 bits at a time with the eager attention:
-pyterrier_hybrid.training.fast_dropout; each column run as 4 groups of similar length:
-pyterrier_hybrid.training.length_buckets). Both run the CPU preset of the
+pyterrier_hybrid.training.speed.fast_dropout; each column run as 4 groups of similar length:
+pyterrier_hybrid.training.speed.length_buckets). Both run the CPU preset of the
 comparison (batch 32, answer sentences, 128 tokens, bf16 autocast, frozen word embeddings; MLQA-R, alpha 0.5, seed
 42) through ``prepare_training`` and the real trainer. The same seed gives the same batches (the sampler has its own
 generators), so per-step losses are comparable; "after" draws other dropout masks, so its losses differ by dropout

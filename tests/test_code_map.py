@@ -11,12 +11,12 @@ def code_map() -> str:
 
 
 def mapped_modules() -> set[str]:
-    """``package/module.py`` for every module the map names, read package by package (a heading may name a nested
-    package, ``**`experiments/robustness/`**``)."""
+    """``package/module.py`` for every module the map names, read package by package (a heading names a package,
+    ``training/`` or a nested one, ``training/sources/``)."""
     names = set()
     package = ""
     for line in code_map().splitlines():
-        heading = re.match(r"\*\*`(?:pyterrier_hybrid/)?([a-z_/]*?)/?`\*\*", line)
+        heading = re.match(r"\*\*`(?:pyterrier_hybrid/)?([a-z_]+(?:/[a-z_]+)*|)/?`\*\*", line)
         if heading:
             package = heading.group(1)
         for module in re.findall(r"`([a-z_0-9]+\.py)`", line):

@@ -15,14 +15,10 @@ import torch
 
 from pyterrier_hybrid.datasets import ParallelExample
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
-from pyterrier_hybrid.training.distillation import (
-    DistillationDataError,
-    DistilledCachedMNRL,
-    DistilledMNRL,
-    ParallelDistillationLoss,
-    TeacherTable,
-    parallel_groups,
-)
+from pyterrier_hybrid.training.losses.distilled_mnrl import DistilledCachedMNRL, DistilledMNRL
+from pyterrier_hybrid.training.losses.parallel_distillation import ParallelDistillationLoss
+from pyterrier_hybrid.training.losses.teacher import TeacherTable
+from pyterrier_hybrid.training.sources.parallel_groups import DistillationDataError, parallel_groups
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -185,7 +181,7 @@ def test_parallel_loss_pulls_towards_targets_and_own_embeddings(tiny, batch):
 def test_step_round_robin_gives_each_rank_the_same_dataset_in_a_step():
     from torch.utils.data import ConcatDataset
 
-    from pyterrier_hybrid.training.batching import ShuffledBatchSampler, StepRoundRobinBatchSampler
+    from pyterrier_hybrid.training.batching.shuffled import ShuffledBatchSampler, StepRoundRobinBatchSampler
 
     first, second = list(range(40)), list(range(30))
     samplers = [ShuffledBatchSampler(first, 4, seed=3, num_replicas=2),

@@ -1,4 +1,4 @@
-"""The CPU training step's dropout (pyterrier_hybrid.training.fast_dropout): the same dropout as torch's, drawn
+"""The CPU training step's dropout (pyterrier_hybrid.training.speed.fast_dropout): the same dropout as torch's, drawn
 cheaply; installing it changes no output outside training and the saved model is the stock architecture."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
-from pyterrier_hybrid.training.fast_dropout import (
+from pyterrier_hybrid.training.speed.fast_dropout import (
     FAST_ATTENTION,
     FastDropout,
     fast_dropout,

@@ -40,7 +40,7 @@ def test_more_frozen_layers_than_the_model_has_is_refused(tiny):
 
 
 def test_the_memory_model_counts_only_the_layers_above_the_frozen_ones(tiny):
-    from pyterrier_hybrid.training.memory import EncoderShape
+    from pyterrier_hybrid.training.speed.memory import EncoderShape
 
     assert EncoderShape.of(tiny).layers_with_graph == 2  # everything trains
     freeze_lower_layers(tiny, 1)

@@ -1,10 +1,10 @@
-"""Length-bucketed training forwards (pyterrier_hybrid.training.length_buckets): the same embeddings and gradients
+"""Length-bucketed training forwards (pyterrier_hybrid.training.speed.length_buckets): the same embeddings and gradients
 as the padded batch, less padding, the stock forward back after restore."""
 from __future__ import annotations
 
 import torch
 
-from pyterrier_hybrid.training.length_buckets import bucket_rows, install_length_buckets
+from pyterrier_hybrid.training.speed.length_buckets import bucket_rows, install_length_buckets
 
 TEXTS = [
     "kurz", "a much longer text, so that the short ones are padded a lot in this batch of texts", "noch ein Satz",

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from pyterrier_hybrid.errors import UserError
-from pyterrier_hybrid.training import memory
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
-from pyterrier_hybrid.training.data import lareqa_training_data
-from pyterrier_hybrid.training.memory import (
+from pyterrier_hybrid.training.sources.data import lareqa_training_data
+from pyterrier_hybrid.training.speed import memory
+from pyterrier_hybrid.training.speed.memory import (
     MINI_BATCH_TOKENS,
     EncoderShape,
     MemoryBudgetError,

@@ -13,8 +13,9 @@ import torch
 from test_distillation import group_examples, write_jsonl
 
 from pyterrier_hybrid.datasets import ParallelExample
+from pyterrier_hybrid.training.batching.pooled import PooledBatchSampler, PooledDataError
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
-from pyterrier_hybrid.training.pooled import MultiPositiveRankingLoss, PooledBatchSampler, PooledDataError
+from pyterrier_hybrid.training.losses.multi_positive import MultiPositiveRankingLoss
 
 
 class _NoModel(torch.nn.Module):
@@ -142,7 +143,7 @@ def test_pooled_errors_are_one_line_before_a_model_is_built(tmp_path, batch_size
 def test_the_cached_loss_equals_the_one_pass_loss_and_its_gradients(tiny_model_path):
     from sentence_transformers import SentenceTransformer
 
-    from pyterrier_hybrid.training.pooled import CachedMultiPositiveRankingLoss
+    from pyterrier_hybrid.training.losses.multi_positive import CachedMultiPositiveRankingLoss
 
     model = SentenceTransformer(str(tiny_model_path), device="cpu")
     model.eval()  # no dropout: the two passes see the same network

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from pyterrier_hybrid.training.checkpoints import CHECKPOINT_DIR, check_output_dir, incomplete_checkpoint_reason
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
-from pyterrier_hybrid.training.trainer import CHECKPOINT_DIR, _check_output_dir, incomplete_checkpoint_reason
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("en", "de", "es")
@@ -216,7 +216,7 @@ def test_resume_skips_and_deletes_an_incomplete_checkpoint(damage, reason, tmp_p
 
     assert incomplete_checkpoint_reason(broken) == reason
     with caplog.at_level(logging.WARNING):
-        assert _check_output_dir(out, config, resume=True) == out / CHECKPOINT_DIR / "checkpoint-10"
+        assert check_output_dir(out, config, resume=True) == out / CHECKPOINT_DIR / "checkpoint-10"
     assert not broken.exists()  # the trainer saves checkpoint-15 again; nothing stale is left for it
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning == ("resuming from checkpoint-10, the newest complete checkpoint; deleted the incomplete "
@@ -228,7 +228,7 @@ def test_resume_with_only_incomplete_checkpoints_is_an_error(tmp_path):
     broken = complete_checkpoint(out / CHECKPOINT_DIR / "checkpoint-5", 5)
     (broken / "trainer_state.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"no complete checkpoint .*checkpoint-5 \(no trainer_state.json\)"):
-        _check_output_dir(out, HybridTrainingConfig(output_dir=str(out)), resume=True)
+        check_output_dir(out, HybridTrainingConfig(output_dir=str(out)), resume=True)
     assert broken.exists()  # nothing to resume from: nothing is deleted
 
 
@@ -237,5 +237,5 @@ def test_a_complete_checkpoint_is_resumed_without_a_warning(tmp_path, caplog):
     complete_checkpoint(out / CHECKPOINT_DIR / "checkpoint-5", 5)
     last = complete_checkpoint(out / CHECKPOINT_DIR / "checkpoint-10", 10)
     with caplog.at_level(logging.WARNING):
-        assert _check_output_dir(out, HybridTrainingConfig(output_dir=str(out)), resume=True) == last
+        assert check_output_dir(out, HybridTrainingConfig(output_dir=str(out)), resume=True) == last
     assert not caplog.records

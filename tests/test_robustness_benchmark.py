@@ -13,7 +13,7 @@ from pyterrier_hybrid.cli import main as cli_main
 from pyterrier_hybrid.errors import UserError
 from pyterrier_hybrid.experiments.robustness.domain_shift import held_out_articles
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
-from pyterrier_hybrid.training.data import load_training_data
+from pyterrier_hybrid.training.sources.data import load_training_data
 
 
 def _model_with_config(folder: Path, **config) -> Path:

@@ -8,13 +8,9 @@ from collections import Counter
 import pytest
 
 from pyterrier_hybrid.datasets import ParallelExample, lareqa_collection
-from pyterrier_hybrid.training.sampler import (
-    HybridBatchSampler,
-    HybridBatchSamplerFactory,
-    ParallelRows,
-    SamplerDataError,
-    distributed_world_size,
-)
+from pyterrier_hybrid.training.batching.base import distributed_world_size
+from pyterrier_hybrid.training.batching.hybrid import HybridBatchSampler, ParallelRows, SamplerDataError
+from pyterrier_hybrid.training.batching.registry import HybridBatchSamplerFactory
 
 LANGS = ("en", "de", "es", "zh")
 BATCH = 16

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from pyterrier_hybrid.datasets.synthetic import LANGUAGES, synthetic_id
+from pyterrier_hybrid.training.batching.hybrid import SamplerDataError
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
-from pyterrier_hybrid.training.sampler import SamplerDataError
-from pyterrier_hybrid.training.streaming import StreamedParallelSource, StreamedSourceError
+from pyterrier_hybrid.training.sources.streaming import StreamedParallelSource, StreamedSourceError
 
 SIZE = 400
 
@@ -31,7 +31,7 @@ def source() -> StreamedParallelSource:
 
 
 def sampler_for(source, rows, **kwargs):
-    from pyterrier_hybrid.training.streamed_sampler import StreamedHybridBatchSampler
+    from pyterrier_hybrid.training.batching.streamed import StreamedHybridBatchSampler
 
     dataset = source.dataset(rows)
     kwargs.setdefault("batch_size", 8)
@@ -145,7 +145,7 @@ def test_held_out_queries_are_not_trained_on(source):
 def test_reading_in_small_chunks_gives_the_same_source(source, monkeypatch):
     """Chunk boundaries inside the qrels, the queries and the docpairs (where reading stops early once every judged
     query has its negative) change nothing."""
-    from pyterrier_hybrid.training import streamed_reading
+    from pyterrier_hybrid.training.sources import streamed_reading
 
     monkeypatch.setattr(streamed_reading, "CHUNK", 7)
     chunked = StreamedParallelSource(irds_source(), hard_negatives=True, max_queries=200)
@@ -166,7 +166,7 @@ def test_source_errors():
         StreamedParallelSource("irds:en=pyterrier-hybrid-synthetic/10/xx")
     source = StreamedParallelSource(irds_source(langs=("en",)), max_queries=20)
     rows, _ = source.split(0, seed=0)
-    from pyterrier_hybrid.training.streamed_sampler import check_streamed_feasible
+    from pyterrier_hybrid.training.batching.streamed import check_streamed_feasible
 
     with pytest.raises(SamplerDataError, match="cross-lingual"):
         check_streamed_feasible(rows, alpha=0.5, batch_size=4)

@@ -22,7 +22,7 @@ import pytest
 from pyterrier_hybrid.datasets import ParallelExample
 from pyterrier_hybrid.training import cli
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
-from pyterrier_hybrid.training.data import (
+from pyterrier_hybrid.training.sources.data import (
     JsonlFormatError,
     candidate_text,
     ir_datasets_parallel_examples,
@@ -551,8 +551,9 @@ def test_distributed_training_on_two_cpu_processes(tiny_model_path, subset_jsonl
 def test_validation_batches_shrink_when_questions_share_an_answer_sentence():
     """Regression: MLQA-R's held-out zh questions included several asked about one sentence; the validation batch
     size counted parallel ids only and the sampler then could not fill a batch of distinct passages."""
-    from pyterrier_hybrid.training.data import TrainingData
-    from pyterrier_hybrid.training.trainer import _eval_batch_size, build_training_dataset
+    from pyterrier_hybrid.training.batching.pairs import build_training_dataset
+    from pyterrier_hybrid.training.batching.validation import validation_batch_size
+    from pyterrier_hybrid.training.sources.data import TrainingData
 
     examples = []
     for i in range(6):
@@ -564,9 +565,9 @@ def test_validation_batches_shrink_when_questions_share_an_answer_sentence():
                                                 f"{plang} {sentence}.", "", f"p{i}"))
     dataset, rows = build_training_dataset(TrainingData(tuple(examples)), "sentence", ("", ""))
     config = HybridTrainingConfig(batch_size=6, alpha=0.5)
-    size = _eval_batch_size(dataset, rows, config, world_size=1)
+    size = validation_batch_size(dataset, rows, config, world_size=1)
     assert size == 3
-    from pyterrier_hybrid.training.sampler import HybridBatchSampler
+    from pyterrier_hybrid.training.batching.hybrid import HybridBatchSampler
 
     batches = list(HybridBatchSampler(dataset, size, seed=config.seed, rows=rows, alpha=0.5, batches_per_epoch=8))
     for batch in batches:
@@ -608,7 +609,7 @@ def test_training_with_fast_dropout_saves_the_stock_model_and_records_it(tiny_mo
     from sentence_transformers import SentenceTransformer
 
     from pyterrier_hybrid.training import train
-    from pyterrier_hybrid.training.fast_dropout import FAST_ATTENTION, FastDropout
+    from pyterrier_hybrid.training.speed.fast_dropout import FAST_ATTENTION, FastDropout
 
     settings = dict(max_steps=3, logging_steps=1)
     fast = train(tiny_config(tiny_model_path, subset_jsonl, tmp_path / "fast", **settings))

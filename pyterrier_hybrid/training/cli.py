@@ -20,8 +20,8 @@ from pathlib import Path
 from ..cli_args import add_language_option
 from ..errors import UserError
 from .config import BATCHINGS, DISTILL_TARGETS, LOSSES, MIXTURES, HybridTrainingConfig
-from .data import IRDS_PREFIX, LAREQA_PREFIX
 from .recipes import RECIPES, apply_recipe
+from .sources.data import IRDS_PREFIX, LAREQA_PREFIX
 from .trainer_arguments import parse_trainer_options
 
 __all__ = ["add_arguments", "check_request", "config_from_args", "keep_trainer_options", "run"]
@@ -77,30 +77,33 @@ def _add_recipe_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig
     recipe.add_argument("--batching", choices=BATCHINGS, default=d.batching,
                         help="hybrid: pairs drawn with --alpha; pooled: whole parallel groups per batch, every "
                              f"translation of the answer a positive (default: {d.batching})")
-    recipe.add_argument("--alpha", type=float, default=d.alpha,
-                        help=f"probability of a monolingual batch, else cross-lingual (default: {d.alpha})")
-    recipe.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help=f"pairs per batch per device (default: {d.batch_size})")
-    recipe.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=d.learning_rate,
-                        help=f"AdamW learning rate (default: {d.learning_rate})")
-    recipe.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                        help=f"AdamW weight decay (default: {d.weight_decay})")
-    recipe.add_argument("--warmup", type=float, default=d.warmup,
-                        help=f"linear warmup: fraction of the steps if < 1, else steps (default: {d.warmup})")
+    for options, field, kind, text in (
+        (("--alpha",), "alpha", float, "probability of a monolingual batch, else cross-lingual"),
+        (("--batch-size",), "batch_size", int, "pairs per batch per device"),
+        (("--lr", "--learning-rate"), "learning_rate", float, "AdamW learning rate"),
+        (("--weight-decay",), "weight_decay", float, "AdamW weight decay"),
+        (("--warmup",), "warmup", float, "linear warmup: fraction of the steps if < 1, else steps"),
+    ):
+        _add_defaulted_option(recipe, d, options, field, kind, text)
     recipe.add_argument("--max-steps", type=int, default=None, help="optimisation steps (overrides --epochs)")
-    recipe.add_argument("--epochs", type=float, default=d.epochs, help=f"epochs (default: {d.epochs})")
-    recipe.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    _add_defaulted_option(recipe, d, ("--epochs",), "epochs", float, "epochs")
+    _add_defaulted_option(recipe, d, ("--seed",), "seed", int, "random seed")
     recipe.add_argument("--loss", choices=LOSSES, default=d.loss,
                         help="mnrl: MultipleNegativesRankingLoss; cached-mnrl: the same computed in mini-batches "
                              f"for batches larger than memory allows (default: {d.loss})")
-    recipe.add_argument("--mini-batch-size", type=int, default=d.mini_batch_size,
-                        help=f"mini-batch size of cached-mnrl (default: {d.mini_batch_size})")
-    recipe.add_argument("--scale", type=float, default=d.scale,
-                        help=f"softmax scale over cosine similarities (default: {d.scale})")
+    _add_defaulted_option(recipe, d, ("--mini-batch-size",), "mini_batch_size", int, "mini-batch size of cached-mnrl")
+    _add_defaulted_option(recipe, d, ("--scale",), "scale", float, "softmax scale over cosine similarities")
     recipe.add_argument("--early-stopping-patience", type=int, default=None, metavar="EVALUATIONS",
                         help="stop after this many validations without improvement and keep the best checkpoint")
     recipe.add_argument("--gather-across-devices", action="store_true",
                         help="with several devices, use the other devices' passages as negatives too")
+
+
+def _add_defaulted_option(group, d: HybridTrainingConfig, options: tuple[str, ...], field: str, kind: type,
+                          text: str) -> None:
+    """An option that sets configuration field ``field``, its default the configuration's, named in its help."""
+    default = getattr(d, field)
+    group.add_argument(*options, dest=field, type=kind, default=default, help=f"{text} (default: {default})")
 
 
 def _add_distillation_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) -> None:
@@ -233,7 +236,7 @@ def check_request(args: argparse.Namespace) -> HybridTrainingConfig:
         if source.startswith(LAREQA_PREFIX):
             ReleaseFiles().verify(source[len(LAREQA_PREFIX):], args.train_langs)
         elif source.startswith(IRDS_PREFIX):
-            from .streaming import check_irds_source
+            from .sources.streaming import check_irds_source
 
             check_irds_source(source, args.train_langs, args.hard_negatives)
         elif not Path(source).is_file():

@@ -16,10 +16,10 @@ __all__ = ["BATCHINGS", "CONFIG_FILE", "DISTILL_TARGETS", "LOSSES", "MIXTURES", 
 CONFIG_FILE = "training_config.json"
 LOSSES: tuple[str, ...] = ("mnrl", "cached-mnrl")
 #: How contrastive batches are drawn: the hybrid sampler's pairs, or whole parallel groups with every translation of
-#: the answer a positive (:mod:`pyterrier_hybrid.training.pooled`).
+#: the answer a positive (:mod:`pyterrier_hybrid.training.regimes.pooled`).
 BATCHINGS: tuple[str, ...] = ("hybrid", "pooled")
 MIXTURES: tuple[str, ...] = ("proportional", "round-robin")
-#: Targets of the parallel distillation (see :mod:`pyterrier_hybrid.training.distillation`).
+#: Targets of the parallel distillation (see :mod:`pyterrier_hybrid.training.regimes.distillation`).
 DISTILL_TARGETS: tuple[str, ...] = ("english", "mean")
 
 
@@ -41,8 +41,8 @@ class HybridTrainingConfig:
         base_model: model to start from, resolved by ``pyterrier_hybrid.models.resolve_model`` (None or "default":
             the embedded multilingual-e5-small; else a sentence-transformers folder or hub id).
         train: training source: "lareqa/mlqa-r", "lareqa/xquad-r", a .jsonl file or "irds:LANG=ID,..."
-            (see :mod:`pyterrier_hybrid.training.data`; irds: sources are streamed,
-            :mod:`pyterrier_hybrid.training.streaming`).
+            (see :mod:`pyterrier_hybrid.training.sources.data`; irds: sources are streamed,
+            :mod:`pyterrier_hybrid.training.sources.streaming`).
         train_langs: keep only examples whose query and passage languages are both in this list (None: all).
         alpha: probability that a batch is monolingual (else cross-lingual).
         batch_size: pairs per batch on each device (the in-batch negatives of each pair are the others).
@@ -67,17 +67,17 @@ class HybridTrainingConfig:
             the same update; on CPU torch's default is a loop of about ten operations per weight tensor). False
             gives the step of earlier versions (kept for benchmarks/training_speed.py).
         fast_dropout: on CPU, draw dropout masks 15 bits at a time and use the eager attention with that mask
-            (:mod:`pyterrier_hybrid.training.fast_dropout`: torch's CPU dropout mask was 40% of a training step).
+            (:mod:`pyterrier_hybrid.training.speed.fast_dropout`: torch's CPU dropout mask was 40% of a training step).
             Same dropout rate and expectation, another random stream; False gives torch's dropout and attention.
             No effect on GPU.
         length_buckets: in training, run each column of a batch as this many groups of similar length, each padded
-            to its own longest text (:mod:`pyterrier_hybrid.training.length_buckets`; same loss and gradients up to
-            rounding, a quarter to a half less padding on LAReQA); 1: one padded block per column, as
+            to its own longest text (:mod:`pyterrier_hybrid.training.speed.length_buckets`; same loss and gradients up
+            to rounding, a quarter to a half less padding on LAReQA); 1: one padded block per column, as
             sentence-transformers does.
         max_memory_gb: memory (GiB) the run may use; None: what this process holds plus 80% of the memory still
             available. Before the first step the trainer estimates the step's peak
-            (:mod:`pyterrier_hybrid.training.memory`); when "mnrl" would not fit it trains with "cached-mnrl" (same
-            loss and gradients) in the largest mini-batch that fits, and says so; when nothing fits it stops.
+            (:mod:`pyterrier_hybrid.training.speed.memory`); when "mnrl" would not fit it trains with "cached-mnrl"
+            (same loss and gradients) in the largest mini-batch that fits, and says so; when nothing fits it stops.
         scale: inverse temperature of the softmax over cosine similarities.
         hard_negatives: add a hard negative passage to each pair (LAReQA: another sentence of the same paragraph).
         query_prompt / passage_prompt: prefixes of queries / passages; None takes the model's prompts "query" /
@@ -96,13 +96,13 @@ class HybridTrainingConfig:
         logging_steps: record the training loss every this many steps.
         gather_across_devices: with several devices, use the other devices' passages as negatives too.
         max_queries: keep the first this many judged queries of each ``irds:`` source (None: all).
-        extra_train: more training sources, mixed with ``train`` (:mod:`pyterrier_hybrid.training.mixture`):
+        extra_train: more training sources, mixed with ``train`` (:mod:`pyterrier_hybrid.training.sources.mixture`):
             each batch comes from one source, the hybrid alpha applied within it.
         mixture: how a mixture picks the source of each batch: "proportional" (at random, in proportion to the
             sources' batches per epoch) or "round-robin" (in turn, until the smallest is exhausted).
         distill_base_weight: weight of the base distillation term: the cosine distance between the student's
             embedding of every text of a batch and the frozen starting model's embedding of it
-            (:mod:`pyterrier_hybrid.training.distillation`); 0: none.
+            (:mod:`pyterrier_hybrid.training.regimes.distillation`); 0: none.
         distill_parallel_weight: weight of the parallel (cross-lingual) distillation batches: each translation of a
             question and of its answer passage is pulled towards one target of its parallel group; these batches
             take turns with the contrastive ones (one dataset per step); 0: none.
@@ -111,7 +111,7 @@ class HybridTrainingConfig:
         freeze_layers: do not train the embeddings and the lowest this many transformer layers (0: train them
             all); the backward pass stops at the first trained layer, so a step is cheaper.
         lora_rank: train LoRA adapters of this rank instead of the model's weights (0: no adapters); they are
-            merged into the weights before the model is saved (:mod:`pyterrier_hybrid.training.trainable`).
+            merged into the weights before the model is saved (:mod:`pyterrier_hybrid.training.speed.trainable`).
         lora_alpha: LoRA's scaling numerator (the update is scaled by lora_alpha / lora_rank); None: twice the rank.
         lora_dropout: dropout on the adapters' input.
         lora_targets: names of the linear layers that get adapters ("query", "key", "value", "dense": every linear

@@ -2,7 +2,8 @@
 
 ``train(config)`` fine-tunes ``config.base_model`` on parallel examples with InfoNCE over in-batch negatives
 (MultipleNegativesRankingLoss, or its cached variant for large batches), batches drawn by
-:class:`~pyterrier_hybrid.training.sampler.HybridBatchSampler`, and writes to ``config.output_dir``:
+:class:`~pyterrier_hybrid.training.batching.hybrid.HybridBatchSampler` (or as the run's batching regime says,
+:mod:`pyterrier_hybrid.training.regimes`), and writes to ``config.output_dir``:
 
 - the trained model, a normal sentence-transformers folder (``SentenceTransformer(output_dir)`` loads it, prompts
   included);
@@ -28,26 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..provenance import versions
-from . import memory
-from .checkpoints import check_output_dir as _check_output_dir
-from .checkpoints import incomplete_checkpoint_reason
+from .base_model import DEFAULT_PASSAGE_PROMPT, DEFAULT_QUERY_PROMPT, load_base_model, training_prompts
+from .checkpoints import check_output_dir, incomplete_checkpoint_reason
 from .config import CONFIG_FILE, HybridTrainingConfig
-from .data import TrainingData
-from .loading import (
-    DEFAULT_PASSAGE_PROMPT,
-    DEFAULT_QUERY_PROMPT,
-    TrainingDatasets,
-    TrainingExamples,
-    build_datasets,
-    build_training_dataset,
-    load_base_model,
-    load_training_examples,
-    training_prompts,
-)
-from .memory import EncoderShape, MemoryPlan, plan_batch_memory
-from .mixture import MixtureError, text_sample
 from .outputs import LOSS_CURVE_CSV, LOSS_CURVE_PNG, write_loss_curve, write_model_card
-from .trainable import (
+from .regimes import BatchingRegime, load_regime
+from .speed import memory
+from .speed.memory import EncoderShape, MemoryPlan, plan_batch_memory, text_sample
+from .speed.trainable import (
     add_lora_adapter,
     freeze_lower_layers,
     freeze_word_embeddings,
@@ -56,13 +45,12 @@ from .trainable import (
     uses_lora,
 )
 from .trainer_arguments import CHECKPOINT_DIR, training_arguments
-from .validation_batches import register_validation_batches
-from .validation_batches import validation_batch_size as _eval_batch_size  # noqa: F401 (mixture.py and tests)
-from .validation_batches import validation_batches as _eval_batches  # noqa: F401 (mixture.py imports it from here)
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
+
+    from .sources.data import TrainingData
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +61,6 @@ __all__ = [
     "LOSS_CURVE_CSV",
     "LOSS_CURVE_PNG",
     "PreparedTraining",
-    "build_training_dataset",
     "freeze_lower_layers",
     "freeze_word_embeddings",
     "incomplete_checkpoint_reason",
@@ -92,8 +79,8 @@ TRAINING_PACKAGES = ("sentence-transformers", "transformers", "torch", "accelera
 def plan_memory(
     model: SentenceTransformer, config: HybridTrainingConfig, dataset: Dataset, column_prompts: dict[str, str]
 ) -> MemoryPlan:
-    """The loss and mini-batch this run trains with (see :mod:`pyterrier_hybrid.training.memory`): the memory model's
-    estimate of a step's peak for ``config`` against ``config.max_memory_gb`` or the memory available."""
+    """The loss and mini-batch this run trains with (see :mod:`pyterrier_hybrid.training.speed.memory`): the memory
+    model's estimate of a step's peak for ``config`` against ``config.max_memory_gb`` or the memory available."""
     import torch
 
     texts = text_sample(dataset, seed=config.seed)  # a streamed dataset's texts are read for a sample only
@@ -115,7 +102,7 @@ def plan_memory(
     )
 
 
-def _callbacks(factory, train_dataset, config: HybridTrainingConfig) -> list:
+def _callbacks(registry, train_dataset, config: HybridTrainingConfig) -> list:
     from transformers import EarlyStoppingCallback, ProgressCallback, TrainerCallback
 
     class LossProgressCallback(ProgressCallback):
@@ -135,7 +122,7 @@ def _callbacks(factory, train_dataset, config: HybridTrainingConfig) -> list:
         under distributed training, where the sampler sits under two wrappers it does not look through."""
 
         def on_epoch_begin(self, args, state, control, **kwargs):
-            sampler = factory.sampler_for(train_dataset)
+            sampler = registry.sampler_for(train_dataset)
             if sampler is not None:
                 sampler.set_epoch(int(state.epoch or 0))
 
@@ -231,8 +218,8 @@ class PreparedTraining:
 def prepare_model_for_training(model: SentenceTransformer, config: HybridTrainingConfig) -> list[Callable[[], None]]:
     """LoRA adapters (after the teacher's embeddings: the teacher is the model without adapters) and the
     training-only changes of the model; returns what undoes the latter before the model is saved."""
-    from .fast_dropout import install_fast_dropout
-    from .length_buckets import install_length_buckets
+    from .speed.fast_dropout import install_fast_dropout
+    from .speed.length_buckets import install_length_buckets
 
     if uses_lora(config):
         trainable = add_lora_adapter(model, config)
@@ -246,73 +233,32 @@ def prepare_model_for_training(model: SentenceTransformer, config: HybridTrainin
     return restorers
 
 
-def register_batch_samplers(config: HybridTrainingConfig, examples: TrainingExamples, datasets: TrainingDatasets,
-                            prompts: tuple[str, str], args) -> tuple[Any, Any, Any]:
-    """Register how every dataset is batched with one sampler factory and hand it to ``args``; returns (factory,
-    train dataset, eval dataset), which streamed sources build here."""
-    from .sampler import HybridBatchSamplerFactory
+def register_batch_samplers(config: HybridTrainingConfig, regime: BatchingRegime, args):
+    """One sampler registry for every dataset the regime gives the trainer, handed to ``args``; returns it."""
+    from .batching.registry import HybridBatchSamplerFactory
 
     world_size = max(1, args.world_size)
-    factory = HybridBatchSamplerFactory(alpha=config.alpha, num_replicas=world_size)
-    sources, pooled, distill = examples.sources, examples.pooled, datasets.distillation
-    train_dataset, eval_dataset = datasets.train, datasets.eval
-    if sources is not None:
-        if sources.mixed and world_size > 1:
-            # sentence-transformers' mixture samplers hand consecutive batches to different ranks, which would
-            # split one source's global batch across sources.
-            raise MixtureError("a mixture of training sources trains on one device only (several were given)")
-        train_dataset, eval_dataset, eval_batch_size = sources.build(factory, prompts, world_size)
-        if eval_dataset is not None:
-            args.per_device_eval_batch_size = eval_batch_size
-        if sources.mixed:
-            args.multi_dataset_batch_sampler = sources.multi_dataset_batch_sampler()
-    elif pooled is not None:
-        pooled.register(factory, train_dataset, pooled.train_groups, world_size)
-        if eval_dataset is not None:
-            args.per_device_eval_batch_size = config.batch_size
-            pooled.register(factory, eval_dataset, pooled.eval_groups, world_size,
-                            batches_per_epoch=config.max_eval_batches)
-        distill.register(factory, world_size, config.max_eval_batches, args)
-    else:
-        factory.register(train_dataset, datasets.train_rows)
-        distill.register(factory, world_size, config.max_eval_batches, args)
-        if eval_dataset is not None:
-            args.per_device_eval_batch_size = register_validation_batches(
-                factory, eval_dataset, datasets.eval_rows, config, world_size)
-    args.batch_sampler = factory
-    return factory, train_dataset, eval_dataset
+    registry = HybridBatchSamplerFactory(alpha=config.alpha, num_replicas=world_size)
+    regime.register_samplers(registry, args, world_size)
+    args.batch_sampler = registry
+    return registry
 
 
-def build_loss(config: HybridTrainingConfig, model: SentenceTransformer, memory_plan: MemoryPlan,
-               examples: TrainingExamples, datasets: TrainingDatasets):
-    """The contrastive loss as the memory plan chose it (with the base distillation term when asked), or the
-    multi-positive loss of pooled batches."""
-    from .pooled import CachedMultiPositiveRankingLoss, MultiPositiveRankingLoss
-
-    if examples.pooled is None:
-        return datasets.distillation.contrastive_loss(
-            model, memory_plan, scale=config.scale, gather_across_devices=config.gather_across_devices)
-    if memory_plan.loss == "mnrl":
-        return MultiPositiveRankingLoss(model, scale=config.scale)
-    return CachedMultiPositiveRankingLoss(model, scale=config.scale, mini_batch_size=memory_plan.mini_batch_size)
-
-
-def build_trainer(config: HybridTrainingConfig, model: SentenceTransformer, args, datasets: TrainingDatasets,
-                  factory, train_dataset, eval_dataset, loss, callbacks: Sequence[Any]):
+def build_trainer(config: HybridTrainingConfig, model: SentenceTransformer, args, regime: BatchingRegime, registry,
+                  loss, callbacks: Sequence[Any]):
     """The sentence-transformers trainer (resuming LoRA adapters where there are any) with the run's callbacks."""
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
     from transformers import ProgressCallback
 
-    trainer_train, trainer_eval, trainer_loss = datasets.distillation.trainer_inputs(
-        model, train_dataset, eval_dataset, loss, args, max(1, args.world_size))
+    trainer_train, trainer_eval = regime.trainer_datasets()
     trainer_class = SentenceTransformerTrainer
     if uses_lora(config):
         trainer_class = lora_resuming_trainer(trainer_class)
     trainer = trainer_class(
-        model=model, args=args, train_dataset=trainer_train, eval_dataset=trainer_eval, loss=trainer_loss
+        model=model, args=args, train_dataset=trainer_train, eval_dataset=trainer_eval, loss=loss
     )
     trainer.remove_callback(ProgressCallback)
-    for callback in _callbacks(factory, train_dataset, config) + list(callbacks):
+    for callback in _callbacks(registry, regime.train_dataset, config) + list(callbacks):
         trainer.add_callback(callback)
     return trainer
 
@@ -335,23 +281,25 @@ def autocast_as_supported(config: HybridTrainingConfig) -> HybridTrainingConfig:
 
 
 def prepare_training(
-    config: HybridTrainingConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()
+    config: HybridTrainingConfig, *, resume: bool = False, callbacks: Sequence[Any] = (), regime: str | None = None
 ) -> PreparedTraining:
-    """Load the data and the model and build the trainer for ``config`` (see :func:`train`)."""
+    """Load the data and the model and build the trainer for ``config`` (see :func:`train`). ``regime`` names the
+    batching regime of :data:`~pyterrier_hybrid.training.regimes.REGIMES` to train with (default: the one
+    :func:`~pyterrier_hybrid.training.regimes.pick_regime` picks for ``config``)."""
     out = Path(config.output_dir)
-    checkpoint = _check_output_dir(out, config, resume)
+    checkpoint = check_output_dir(out, config, resume)
     requested, config = config, autocast_as_supported(config)
-    examples = load_training_examples(config)
+    batching = load_regime(config, regime)  # the data first: it fails before a model is built or loaded
     base_model, model = load_base_model(config)
     prompts = training_prompts(model, config)
-    datasets = build_datasets(config, examples, model, prompts)
+    batching.build_datasets(model, prompts)  # before the training-only changes: a teacher encodes with the model
     restorers = prepare_model_for_training(model, config)
-    args = training_arguments(config, evaluates=datasets.evaluates, eval_metric=datasets.distillation.eval_metric,
-                              prompts=datasets.column_prompts)
-    factory, train_dataset, eval_dataset = register_batch_samplers(config, examples, datasets, prompts, args)
+    args = training_arguments(config, evaluates=batching.evaluates, eval_metric=batching.eval_metric,
+                              prompts=batching.column_prompts)
+    registry = register_batch_samplers(config, batching, args)
     if args.process_index == 0:
         out.mkdir(parents=True, exist_ok=True)
-    memory_plan = plan_memory(model, config, train_dataset, datasets.column_prompts)
+    memory_plan = plan_memory(model, config, batching.train_dataset, batching.column_prompts)
     if memory_plan.switched:
         logger.warning("memory: %s", memory_plan.reason)
     else:
@@ -359,12 +307,12 @@ def prepare_training(
     if args.process_index == 0 and checkpoint is None:
         requested.save(out / CONFIG_FILE, status="started", seed=config.seed, base_model=base_model,
                        bf16_autocast=config.bf16, memory_plan=memory_plan.to_dict())
-    loss = build_loss(config, model, memory_plan, examples, datasets)
-    trainer = build_trainer(config, model, args, datasets, factory, train_dataset, eval_dataset, loss, callbacks)
+    loss = batching.loss(model, memory_plan)
+    trainer = build_trainer(config, model, args, batching, registry, loss, callbacks)
     return PreparedTraining(
-        config=requested, trainer=trainer, sampler_factory=factory, data=examples.data,
-        train_data=examples.train_data, eval_data=examples.eval_data, train_dataset=train_dataset,
-        eval_dataset=eval_dataset, base_model=base_model, prompts=prompts, checkpoint=checkpoint,
+        config=requested, trainer=trainer, sampler_factory=registry, data=batching.data,
+        train_data=batching.train_data, eval_data=batching.eval_data, train_dataset=batching.train_dataset,
+        eval_dataset=batching.eval_dataset, base_model=base_model, prompts=prompts, checkpoint=checkpoint,
         world_size=max(1, args.world_size), memory_plan=memory_plan, restorers=tuple(restorers),
     )
 

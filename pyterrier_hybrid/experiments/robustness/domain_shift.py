@@ -73,7 +73,7 @@ class DomainShiftConfig(StudyOptions):
 def held_out_articles(model: str, collection: str) -> list[str]:
     """The articles an in-collection model was NOT trained on: its training run's held-out split by article,
     reproduced from its training_config.json with the training code's own split_by_article."""
-    from ...training.data import load_training_data, split_by_article
+    from ...training.sources.data import load_training_data, split_by_article
 
     path = Path(model) / CONFIG_FILE
     if not path.is_file():

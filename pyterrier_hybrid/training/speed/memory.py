@@ -59,6 +59,7 @@ __all__ = [
     "memory_budget_bytes",
     "padded_lengths",
     "plan_batch_memory",
+    "text_sample",
 ]
 
 GIB = 2**30
@@ -341,3 +342,23 @@ def fit_coefficients(points: Sequence[dict[str, Any]], encoder: EncoderShape) ->
                                  rcond=None)
     return ActivationCoefficients(per_hidden=max(0.0, float(a)), per_attention=max(0.0, float(b)))
 
+
+def text_sample(dataset, size: int = 2000, seed: int = 0) -> dict[str, list[str]]:
+    """Texts of each loss column of ``dataset`` (a Dataset, a streamed one, or a DatasetDict of them), for the
+    memory planner: all of an in-memory dataset's, a seeded sample of ``size`` keys of a streamed one's (reading
+    every key would read every document)."""
+    import numpy as np
+    from datasets import DatasetDict
+
+    parts = list(dataset.values()) if isinstance(dataset, DatasetDict) else [dataset]
+    columns: dict[str, list[str]] = {}
+    rng = np.random.default_rng(seed)
+    for part in parts:
+        if "row" in part.column_names and "pair" in part.column_names:
+            keys = rng.choice(len(part), size=min(size, len(part)), replace=False)
+            texts = part[[int(k) for k in keys]]
+        else:
+            texts = {c: part[c] for c in ("anchor", "positive", "negative") if c in part.column_names}
+        for column, values in texts.items():
+            columns.setdefault(column, []).extend(values)
+    return columns

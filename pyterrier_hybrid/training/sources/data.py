@@ -23,7 +23,7 @@ Sources (``load_training_data(source)``)
         relevant (query_id, doc_id) of the first language's qrels (relevance > 0) and each ordered pair of languages,
         the query text in one language with the document text in the other. The parallel id is the query id and the
         article too (every query is its own group). This yields languages^2 rows per judged pair, in memory: the
-        trainer therefore streams these sources instead (:mod:`pyterrier_hybrid.training.streaming`, with hard
+        trainer therefore streams these sources instead (:mod:`pyterrier_hybrid.training.sources.streaming`, with hard
         negatives from docpairs and ``max_queries``); this in-memory view is for small collections and inspection.
         No hard negatives.
 
@@ -43,8 +43,8 @@ import numpy as np
 
 from pyterrier_hybrid.datasets.parallel import ParallelExample
 
-from ..datasets.candidates import CANDIDATE_TEXT_OPTIONS, candidate_text
-from ..errors import UserError
+from ...datasets.candidates import CANDIDATE_TEXT_OPTIONS, candidate_text
+from ...errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -294,12 +294,12 @@ def _language_pairs(langs: Sequence[str], pairs: Sequence[tuple[str, str]] | Non
 
 
 def _load_datasets(dataset_ids: Mapping[str, str]) -> dict:
-    import ir_datasets
+    from ...datasets.irds import load_irds_dataset
 
     datasets = {}
     for lang, dataset_id in dataset_ids.items():
         try:
-            datasets[lang] = ir_datasets.load(dataset_id)
+            datasets[lang] = load_irds_dataset(dataset_id)
         except KeyError as e:
             raise ValueError(f"unknown ir_datasets id {dataset_id!r} (language {lang})") from e
     return datasets

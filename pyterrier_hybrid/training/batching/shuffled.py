@@ -1,4 +1,4 @@
-"""Batch samplers beside the hybrid one, for multi-dataset training (one dataset per step).
+"""Batch samplers of multi-dataset training (one dataset per step), beside the hybrid one.
 
 - :class:`ShuffledBatchSampler`: full batches of a dataset in a seeded order that depends only on (seed, epoch), so
   every rank draws the same global batches and a resumed run sees the batches an uninterrupted one would;
@@ -15,31 +15,26 @@ from collections.abc import Iterator
 from itertools import accumulate
 
 import numpy as np
-from sentence_transformers.base.sampler import DefaultBatchSampler, MultiDatasetDefaultBatchSampler
+from sentence_transformers.base.sampler import MultiDatasetDefaultBatchSampler
+
+from .base import SeededBatchSampler
 
 __all__ = ["ShuffledBatchSampler", "StepRoundRobinBatchSampler"]
 
 
-class ShuffledBatchSampler(DefaultBatchSampler):
+class ShuffledBatchSampler(SeededBatchSampler):
     """Full batches of ``batch_size`` rows in an order drawn from (seed, epoch); ``num_replicas`` per-rank batches
     per global step. ``batches_per_epoch`` (global steps) defaults to every row once, the last partial step dropped.
     """
 
     def __init__(self, dataset, batch_size: int, drop_last: bool = True, valid_label_columns=None, generator=None,
                  seed: int = 0, *, num_replicas: int = 1, batches_per_epoch: int | None = None):
-        super().__init__(dataset, batch_size=batch_size, drop_last=True, valid_label_columns=valid_label_columns,
-                         generator=generator, seed=seed)
+        super().__init__(dataset, batch_size, True, valid_label_columns, generator, seed, num_replicas=num_replicas)
         self.dataset = dataset  # BatchSampler keeps only its sampler (here the dataset itself)
-        self.num_replicas = int(num_replicas)
-        self.seed = int(seed or 0)
-        global_batch = batch_size * self.num_replicas
-        if len(dataset) < global_batch:
-            raise ValueError(f"{len(dataset)} rows cannot fill one batch of {global_batch}")
-        full = len(dataset) // global_batch
+        if len(dataset) < self.global_batch_size:
+            raise ValueError(f"{len(dataset)} rows cannot fill one batch of {self.global_batch_size}")
+        full = len(dataset) // self.global_batch_size
         self.batches_per_epoch = full if batches_per_epoch is None else max(1, min(full, int(batches_per_epoch)))
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch * self.num_replicas
 
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.dataset))

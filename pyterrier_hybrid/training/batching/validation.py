@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import HybridTrainingConfig
+from .hybrid import HybridBatchSampler, SamplerDataError
 
 if TYPE_CHECKING:
-    from .sampler import ParallelRows
+    from ..config import HybridTrainingConfig
+    from .hybrid import ParallelRows
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ def validation_batch_size(dataset, rows: ParallelRows, config: HybridTrainingCon
     sampler's rules (distinct ids, queries and passages in a batch). The validation batches are fixed (the eval
     sampler stays at epoch 0 with the training seed), so trying them is exact: lower the size until they draw.
     """
-    from .sampler import HybridBatchSampler, SamplerDataError
-
     mono = rows.query_langs == rows.passage_langs
     positives = np.array([keys[0] for keys in rows.passage_keys])
     pools = []
@@ -61,7 +60,6 @@ def validation_batches(rows: ParallelRows, batch_size: int, world_size: int, cap
     """Validation batches per evaluation: about every held-out row once, or ``cap`` if that is fewer."""
     batches = max(1, math.ceil(len(rows) / (batch_size * world_size)))
     return batches if cap is None else min(batches, cap)
-
 
 
 def register_validation_batches(factory, dataset, rows: ParallelRows, config: HybridTrainingConfig,

@@ -1,10 +1,10 @@
-"""The hybrid batch sampler of streamed ir_datasets sources (:mod:`pyterrier_hybrid.training.streaming`).
+"""The hybrid batch sampler of streamed ir_datasets sources (:mod:`pyterrier_hybrid.training.sources.streaming`).
 
-The rules are those of :class:`~pyterrier_hybrid.training.sampler.HybridBatchSampler`: a batch is monolingual with
-probability alpha (one language drawn uniformly), else cross-lingual (query language != passage language, drawn per
-row); no two rows of a batch share a parallel id (here: a query) or a document (positive or hard negative). What
-differs is the state: the rows are not enumerated per language pair, the sampler picks a judged row and a language
-pair and yields the dataset key that names both.
+The rules are those of :class:`~pyterrier_hybrid.training.batching.hybrid.HybridBatchSampler`: a batch is
+monolingual with probability alpha (one language drawn uniformly), else cross-lingual (query language != passage
+language, drawn per row); no two rows of a batch share a parallel id (here: a query) or a document (positive or
+hard negative). What differs is the state: the rows are not enumerated per language pair, the sampler picks a judged
+row and a language pair and yields the dataset key that names both.
 
 Global step s of epoch e takes the queries at positions [s G, (s + 1) G) of the epoch's permutation of the queries
 (G = batch size x ranks; a query whose document is already in the batch is skipped for the next ones), one relevant
@@ -15,18 +15,21 @@ rank i mod world size); a resumed run that skips the first k batches sees what a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from .sampler import SamplerDataError, distributed_world_size
-from .streaming import StreamedRows
+from .base import HybridRulesBatchSampler
+from .hybrid import SamplerDataError
+
+if TYPE_CHECKING:
+    from ..sources.streaming import StreamedRows
 
 __all__ = ["StreamedHybridBatchSampler", "check_streamed_feasible"]
 
 
 def check_streamed_feasible(rows: StreamedRows, alpha: float, batch_size: int, num_replicas: int = 1) -> None:
-    """Raise :class:`~pyterrier_hybrid.training.sampler.SamplerDataError` when ``rows`` cannot fill the batches
+    """Raise :class:`~pyterrier_hybrid.training.batching.hybrid.SamplerDataError` when ``rows`` cannot fill the batches
     asked for: fewer queries than a global batch, or cross-lingual batches from one language."""
     needed = batch_size * num_replicas
     per_rank = f" ({batch_size} per rank x {num_replicas} ranks)" if num_replicas > 1 else ""
@@ -41,37 +44,16 @@ def check_streamed_feasible(rows: StreamedRows, alpha: float, batch_size: int, n
         )
 
 
-class StreamedHybridBatchSampler(DefaultBatchSampler):
+class StreamedHybridBatchSampler(HybridRulesBatchSampler):
     """Hybrid batches of keys of a streamed dataset (see the module docstring); the signature is the one
     sentence-transformers passes to a ``batch_sampler``, plus keyword-only ``rows``, ``alpha``, ``num_replicas``
     and ``batches_per_epoch`` (default: queries // global batch). ``generator`` and ``drop_last`` are ignored:
     every batch is full and a function of (seed, epoch, step)."""
 
-    def __init__(
-        self,
-        dataset,
-        batch_size: int,
-        drop_last: bool = False,
-        valid_label_columns: list[str] | None = None,
-        generator=None,
-        seed: int = 0,
-        *,
-        rows: StreamedRows,
-        alpha: float = 0.5,
-        num_replicas: int | None = None,
-        batches_per_epoch: int | None = None,
-    ) -> None:
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
-                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
-        if len(dataset) != len(rows):
-            raise ValueError(f"the dataset has {len(dataset)} keys but the sampler's rows describe {len(rows)}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha is the probability of a monolingual batch and must be in [0, 1], got {alpha}")
-        self.rows = rows
-        self.alpha = float(alpha)
-        self.num_replicas = int(num_replicas) if num_replicas is not None else distributed_world_size()
-        self.global_batch_size = batch_size * self.num_replicas
-        self.seed = int(seed) if seed is not None else 0
+    rows: StreamedRows
+
+    def _index_rows(self, batches_per_epoch: int | None) -> int:
+        rows = self.rows
         # Rows grouped by query: the parallel ids are drawn, then one relevant row of each.
         # int32 where it fits: these four arrays are the sampler's memory (16 bytes per judged pair).
         index_type = np.int32 if len(rows.queries) < 2**31 else np.int64
@@ -79,12 +61,9 @@ class StreamedHybridBatchSampler(DefaultBatchSampler):
         self._order = order
         codes, starts, counts = np.unique(rows.queries[order], return_index=True, return_counts=True)
         self.query_codes, self._starts, self._counts = codes, starts.astype(index_type), counts.astype(index_type)
-        check_streamed_feasible(rows, self.alpha, batch_size, self.num_replicas)
-        self.batches_per_epoch = int(batches_per_epoch or max(1, len(self.query_codes) // self.global_batch_size))
+        check_streamed_feasible(rows, self.alpha, self.batch_size, self.num_replicas)
         self._permutation: tuple[int, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch * self.num_replicas
+        return int(batches_per_epoch or max(1, len(self.query_codes) // self.global_batch_size))
 
     def _queries_of_epoch(self) -> np.ndarray:
         # One permutation per epoch (8 bytes per query), drawn from (seed, epoch) only.

@@ -37,28 +37,21 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from pyterrier_hybrid.datasets.parallel import ParallelExample
-from pyterrier_hybrid.errors import UserError
+from ...datasets.parallel import ParallelExample
+from ...errors import UserError
+from .base import HybridRulesBatchSampler
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "HybridBatchSampler",
-    "HybridBatchSamplerFactory",
-    "ParallelRows",
-    "SamplerDataError",
-    "check_feasible",
-    "distributed_world_size",
-]
+__all__ = ["HybridBatchSampler", "ParallelRows", "SamplerDataError", "check_feasible", "text_codes"]
 
 
 class SamplerDataError(UserError, ValueError):
     """The training examples cannot satisfy what the sampler was asked for."""
 
 
-def _codes(values: Sequence[Hashable]) -> np.ndarray:
+def text_codes(values: Sequence[Hashable]) -> np.ndarray:
     """Integer codes, equal for equal values, assigned in order of first appearance (deterministic across
     processes, unlike ``hash()`` of strings)."""
     index: dict = {}
@@ -139,32 +132,23 @@ class ParallelRows:
         if len(passage_texts) != len(examples) or (negative_texts is not None and len(negative_texts) != len(examples)):
             raise ValueError("passage_texts and negative_texts must have one entry per example")
         texts = list(passage_texts) + [t for t in (negative_texts or []) if t is not None]
-        codes = iter(_codes(texts).tolist())
+        codes = iter(text_codes(texts).tolist())
         positive_codes = [next(codes) for _ in passage_texts]
         passage_keys = []
         for i, positive in enumerate(positive_codes):
             has_negative = negative_texts is not None and negative_texts[i] is not None
             passage_keys.append((positive, next(codes)) if has_negative else (positive,))
         return cls(
-            parallel_ids=_codes([e.parallel_id for e in examples]),
+            parallel_ids=text_codes([e.parallel_id for e in examples]),
             query_langs=np.array([e.query_lang for e in examples], dtype=object),
             passage_langs=np.array([e.passage_lang for e in examples], dtype=object),
-            query_keys=_codes([e.query for e in examples]),
+            query_keys=text_codes([e.query for e in examples]),
             passage_keys=tuple(passage_keys),
         )
 
     def describe(self, row: int) -> tuple[int, str, str]:
         """(parallel id code, query language, passage language) of a row."""
         return int(self.parallel_ids[row]), str(self.query_langs[row]), str(self.passage_langs[row])
-
-
-def distributed_world_size() -> int:
-    """Number of ranks of the initialised torch.distributed process group (1 when not distributed)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
 
 
 class _Pool:
@@ -192,7 +176,7 @@ class _Pool:
         self.queue.extendleft(reversed(deferred))
 
 
-class HybridBatchSampler(DefaultBatchSampler):
+class HybridBatchSampler(HybridRulesBatchSampler):
     """Batches of row indices following the hybrid batch recipe (see the module docstring).
 
     The signature matches what sentence-transformers passes to a ``batch_sampler`` (dataset, batch_size, drop_last,
@@ -204,45 +188,10 @@ class HybridBatchSampler(DefaultBatchSampler):
     after a restart. ``drop_last`` is ignored too: every batch is full.
     """
 
-    def __init__(
-        self,
-        dataset,
-        batch_size: int,
-        drop_last: bool = False,
-        valid_label_columns: list[str] | None = None,
-        generator=None,
-        seed: int = 0,
-        *,
-        rows: ParallelRows,
-        alpha: float = 0.5,
-        num_replicas: int | None = None,
-        batches_per_epoch: int | None = None,
-    ) -> None:
-        super().__init__(
-            dataset,
-            batch_size=batch_size,
-            drop_last=drop_last,
-            valid_label_columns=valid_label_columns,
-            generator=generator,
-            seed=seed,
-        )
-        if len(dataset) != len(rows):
-            raise ValueError(
-                f"the dataset has {len(dataset)} rows but the sampler's ParallelRows describe {len(rows)}: "
-                "they must be built from the same examples, in the same order"
-            )
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha is the probability of a monolingual batch and must be in [0, 1], got {alpha}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.rows = rows
-        self.alpha = float(alpha)
-        self.num_replicas = int(num_replicas) if num_replicas is not None else distributed_world_size()
-        if self.num_replicas < 1:
-            raise ValueError(f"num_replicas must be at least 1, got {num_replicas}")
-        self.global_batch_size = batch_size * self.num_replicas
-        self.seed = int(seed) if seed is not None else 0
+    rows: ParallelRows
 
+    def _index_rows(self, batches_per_epoch: int | None) -> int:
+        rows = self.rows
         mono = rows.query_langs == rows.passage_langs
         self.languages: tuple[str, ...] = tuple(sorted(set(rows.query_langs[mono].tolist())))
         self.monolingual_rows: dict[str, np.ndarray] = {
@@ -263,14 +212,10 @@ class HybridBatchSampler(DefaultBatchSampler):
             batches_per_epoch = max(1, num_parallel_ids // self.global_batch_size)
         if batches_per_epoch < 1:
             raise ValueError(f"batches_per_epoch must be at least 1, got {batches_per_epoch}")
-        self.batches_per_epoch = int(batches_per_epoch)
+        return int(batches_per_epoch)
 
     def _check_feasible(self) -> None:
         check_feasible(self.rows, self.alpha, self.batch_size, self.num_replicas)
-
-    def __len__(self) -> int:
-        """Per-rank batches of one epoch times the number of ranks (what accelerate's sharding expects)."""
-        return self.batches_per_epoch * self.num_replicas
 
     def batch_plan(self) -> Iterator[tuple[str, str | None]]:
         """The (batch type, language) of each global step of the current epoch: ("monolingual", lang) or
@@ -343,87 +288,3 @@ class HybridBatchSampler(DefaultBatchSampler):
             seen_passages.update(passage_keys)
         pool.give_back(deferred)
         return batch
-
-
-class HybridBatchSamplerFactory:
-    """The callable to give as ``SentenceTransformerTrainingArguments(batch_sampler=...)``.
-
-    sentence-transformers builds the batch sampler of the training *and* the evaluation dataloader through the same
-    ``batch_sampler`` argument, passing only the dataset: each dataset is registered here with its rows (and, for
-    an evaluation set, usually an explicit number of batches), and looked up by identity when the trainer asks.
-    """
-
-    def __init__(self, alpha: float = 0.5, num_replicas: int | None = None):
-        self.alpha = alpha
-        self.num_replicas = num_replicas
-        self._registered: dict[int, tuple[object, ParallelRows, type, dict]] = {}
-        self._other: dict[int, tuple[object, type, dict]] = {}  # datasets batched without ParallelRows
-        self.samplers: dict[int, HybridBatchSampler] = {}
-
-    def __repr__(self) -> str:
-        return f"HybridBatchSamplerFactory(alpha={self.alpha}, datasets={len(self._registered)})"
-
-    def __deepcopy__(self, memo):
-        # transformers deep-copies its training arguments (TrainingArguments.to_dict, for logs and model cards);
-        # copying the registered datasets along would cost memory and time for nothing: the factory is shared.
-        return self
-
-    def __getstate__(self) -> dict:
-        # transformers pickles its training arguments into every checkpoint (training_args.bin): keep the settings
-        # only, not the registered datasets and rows (megabytes per checkpoint, and a memory peak while saving).
-        # Registrations are process-local: a resumed run registers its datasets again.
-        return {"alpha": self.alpha, "num_replicas": self.num_replicas}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
-
-    def register(self, dataset, rows: ParallelRows, sampler_class: type | None = None, **sampler_kwargs) -> None:
-        """Use ``rows`` for ``dataset``; ``sampler_kwargs`` (alpha, batches_per_epoch, num_replicas) override.
-        ``sampler_class`` (default :class:`HybridBatchSampler`) is the sampler built for it: a streamed dataset
-        registers its :class:`~pyterrier_hybrid.training.streamed_sampler.StreamedHybridBatchSampler` and rows."""
-        if len(dataset) != len(rows):
-            raise ValueError(f"dataset has {len(dataset)} rows, ParallelRows has {len(rows)}")
-        self._registered[id(dataset)] = (dataset, rows, sampler_class or HybridBatchSampler, sampler_kwargs)
-
-    def __call__(
-        self,
-        dataset,
-        batch_size: int,
-        drop_last: bool = False,
-        valid_label_columns: list[str] | None = None,
-        generator=None,
-        seed: int = 0,
-    ) -> HybridBatchSampler:
-        if id(dataset) in self._other:
-            _, sampler_class, kwargs = self._other[id(dataset)]
-            return sampler_class(dataset, batch_size, seed=seed, **kwargs)
-        if id(dataset) not in self._registered:
-            raise KeyError(
-                "HybridBatchSamplerFactory was asked for a batch sampler over a dataset it does not know: register "
-                "every dataset given to the trainer (train and eval) with its ParallelRows first"
-            )
-        _, rows, sampler_class, overrides = self._registered[id(dataset)]
-        kwargs = {"alpha": self.alpha, "num_replicas": self.num_replicas, **overrides}
-        sampler = sampler_class(
-            dataset,
-            batch_size=batch_size,
-            drop_last=drop_last,
-            valid_label_columns=valid_label_columns,
-            generator=generator,
-            seed=seed,
-            rows=rows,
-            **kwargs,
-        )
-        self.samplers[id(dataset)] = sampler
-        return sampler
-
-    def register_sampler(self, dataset, sampler_class: type, **sampler_kwargs) -> None:
-        """Batch ``dataset`` with ``sampler_class(dataset, batch_size, seed=..., **sampler_kwargs)``: a dataset without
-        languages to mix, e.g. parallel distillation rows
-        (:class:`~pyterrier_hybrid.training.batching.ShuffledBatchSampler`) or pooled groups
-        (:class:`~pyterrier_hybrid.training.pooled.PooledBatchSampler`)."""
-        self._other[id(dataset)] = (dataset, sampler_class, sampler_kwargs)
-
-    def sampler_for(self, dataset) -> HybridBatchSampler | None:
-        """The last sampler built for ``dataset`` (None if the trainer has not asked yet)."""
-        return self.samplers.get(id(dataset))

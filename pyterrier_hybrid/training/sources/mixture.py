@@ -5,26 +5,24 @@ trainer gets a ``datasets.DatasetDict`` with one dataset per source, every batch
 sentence-transformers' ``MultiDatasetBatchSamplers.PROPORTIONAL`` (sources at random, in proportion to their
 batches per epoch) or ``ROUND_ROBIN`` (in turn, until the smallest source has given one epoch), and within a source
 the batch follows the hybrid rules (monolingual with probability alpha, else cross-lingual). A source is anything
-``--train`` takes: LAReQA and JSONL sources in memory (:mod:`pyterrier_hybrid.training.data`), ``irds:`` sources
-streamed (:mod:`pyterrier_hybrid.training.streaming`). The validation loss of a mixture is the first source's (its
-held-out split), so that early stopping watches one number.
+``--train`` takes: LAReQA and JSONL sources in memory (:mod:`pyterrier_hybrid.training.sources.data`), ``irds:``
+sources streamed (:mod:`pyterrier_hybrid.training.sources.streaming`). The validation loss of a mixture is the first
+source's (its held-out split), so that early stopping watches one number.
 
 :class:`TrainingSources` loads every source before the model is built (a source that cannot fill its batches fails
-first), then builds the datasets and registers each with its sampler.
+first); the streamed regime (:mod:`pyterrier_hybrid.training.regimes.streamed`) builds their datasets and registers
+each with its sampler.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
-from .config import HybridTrainingConfig
+from ...errors import UserError
+from ..config import HybridTrainingConfig
 from .streaming import StreamedParallelSource, StreamedRows, is_streamed_source
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["MixtureError", "SourcesSummary", "TrainingSources", "uses_training_sources"]
 
@@ -35,7 +33,7 @@ class MixtureError(UserError, ValueError):
 
 def uses_training_sources(config: HybridTrainingConfig) -> bool:
     """Whether ``config`` trains through :class:`TrainingSources` (a streamed source or a mixture) rather than the
-    single in-memory dataset of :func:`~pyterrier_hybrid.training.trainer.build_training_dataset`."""
+    single in-memory dataset of :func:`~pyterrier_hybrid.training.batching.pairs.build_training_dataset`."""
     return bool(config.extra_train) or is_streamed_source(config.train)
 
 
@@ -78,9 +76,9 @@ class TrainingSources:
 
     @classmethod
     def load(cls, config: HybridTrainingConfig) -> TrainingSources:
+        from ..batching.hybrid import ParallelRows, check_feasible
+        from ..batching.streamed import check_streamed_feasible
         from .data import load_training_data, split_by_article
-        from .sampler import ParallelRows, check_feasible
-        from .streamed_sampler import check_streamed_feasible
 
         specs = (config.train, *config.extra_train)
         if len(set(specs)) < len(specs):
@@ -131,77 +129,3 @@ class TrainingSources:
     def columns(self) -> tuple[str, ...]:
         """The text columns the loss sees."""
         return ("anchor", "positive", "negative") if self.config.hard_negatives else ("anchor", "positive")
-
-    def build(self, factory, prompts: tuple[str, str], world_size: int):
-        """(train dataset, eval dataset or None, eval batch size or None): the datasets given to the trainer, each
-        registered with ``factory`` and its sampler. A mixture's train dataset is a DatasetDict."""
-        from .streamed_sampler import StreamedHybridBatchSampler
-        from .trainer import _eval_batch_size, _eval_batches, build_training_dataset
-
-        config = self.config
-        train_parts = {}
-        for source in self.sources:
-            if source.streamed:
-                dataset = source.data.dataset(source.train)
-                factory.register(dataset, source.train, sampler_class=StreamedHybridBatchSampler)
-            else:
-                dataset, rows = build_training_dataset(source.train, config.candidate_text, prompts)
-                factory.register(dataset, rows)
-            train_parts[source.name] = dataset
-        if self.mixed:
-            from datasets import DatasetDict
-
-            train_dataset = DatasetDict(train_parts)
-        else:
-            train_dataset = next(iter(train_parts.values()))
-
-        first = self.sources[0]
-        if first.held_out is None:
-            return train_dataset, None, None
-        if first.streamed:
-            rows = first.held_out
-            queries = len(np.unique(rows.queries))
-            size = min(config.batch_size, queries // world_size)
-            if size < 2:
-                raise MixtureError(f"the held-out split ({config.eval_fraction:.0%} of the queries of {first.spec}: "
-                                   f"{queries}) is too small for validation batches of 2 or more pairs: raise "
-                                   "--eval-fraction or set it to 0")
-            batches = max(1, queries // (size * world_size))
-            if config.max_eval_batches is not None:
-                batches = min(batches, config.max_eval_batches)
-            eval_dataset = first.data.dataset(rows)
-            factory.register(eval_dataset, rows, sampler_class=StreamedHybridBatchSampler, batches_per_epoch=batches)
-        else:
-            eval_dataset, rows = build_training_dataset(first.held_out, config.candidate_text, prompts)
-            size = _eval_batch_size(eval_dataset, rows, config, world_size)
-            batches = _eval_batches(rows, size, world_size, config.max_eval_batches)
-            factory.register(eval_dataset, rows, batches_per_epoch=batches)
-        logger.info("validation on %s: %d batches of %d pairs per evaluation", first.spec, batches, size)
-        return train_dataset, eval_dataset, size
-
-    def multi_dataset_batch_sampler(self):
-        """The sentence-transformers enum of ``config.mixture``."""
-        from sentence_transformers.base.sampler import MultiDatasetBatchSamplers
-
-        return {"proportional": MultiDatasetBatchSamplers.PROPORTIONAL,
-                "round-robin": MultiDatasetBatchSamplers.ROUND_ROBIN}[self.config.mixture]
-
-
-def text_sample(dataset, size: int = 2000, seed: int = 0) -> dict[str, list[str]]:
-    """Texts of each loss column of ``dataset`` (a Dataset, a streamed one, or a DatasetDict of them), for the
-    memory planner: all of an in-memory dataset's, a seeded sample of ``size`` keys of a streamed one's (reading
-    every key would read every document)."""
-    from datasets import DatasetDict
-
-    parts = list(dataset.values()) if isinstance(dataset, DatasetDict) else [dataset]
-    columns: dict[str, list[str]] = {}
-    rng = np.random.default_rng(seed)
-    for part in parts:
-        if "row" in part.column_names and "pair" in part.column_names:
-            keys = rng.choice(len(part), size=min(size, len(part)), replace=False)
-            texts = part[[int(k) for k in keys]]
-        else:
-            texts = {c: part[c] for c in ("anchor", "positive", "negative") if c in part.column_names}
-        for column, values in texts.items():
-            columns.setdefault(column, []).extend(values)
-    return columns

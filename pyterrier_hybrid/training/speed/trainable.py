@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from .config import HybridTrainingConfig
+    from ..config import HybridTrainingConfig
 
 __all__ = ["add_lora_adapter", "encoder_layer_count", "freeze_lower_layers", "freeze_word_embeddings",
            "load_lora_checkpoint", "lora_resuming_trainer", "merge_lora_adapter", "transformer_layers", "uses_lora"]

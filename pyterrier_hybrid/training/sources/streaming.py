@@ -4,20 +4,20 @@
 in memory costs languages^2 rows of text per judged pair (mMARCO's 532,761 training qrels in 7 languages: 26M rows).
 Instead:
 
-- :class:`StreamedParallelSource` reads the ids once, in chunks (:mod:`pyterrier_hybrid.training.streamed_reading`):
-  the judged (query id, relevant doc id) pairs of the first language's qrels (the first ``max_queries`` queries), one
-  hard negative per query (``doc_id_b`` of a docpair of the query, from the first language whose dataset has
-  docpairs; the docpairs are shared by the translations), and each language's query texts, written to a file on disk
-  and read back by offset (:class:`QueryTexts`). Ids are kept as numpy byte strings: a few dozen bytes per judged
-  pair, no Python object per pair.
+- :class:`StreamedParallelSource` reads the ids once, in chunks
+  (:mod:`pyterrier_hybrid.training.sources.streamed_reading`): the judged (query id, relevant doc id) pairs of the
+  first language's qrels (the first ``max_queries`` queries), one hard negative per query (``doc_id_b`` of a docpair
+  of the query, from the first language whose dataset has docpairs; the docpairs are shared by the translations),
+  and each language's query texts, written to a file on disk and read back by offset (:class:`QueryTexts`). Ids are
+  kept as numpy byte strings: a few dozen bytes per judged pair, no Python object per pair.
 - The dataset given to the trainer (:meth:`StreamedParallelSource.dataset`) has one row per (judged pair, language
   pair) but holds only two small integer columns, ``row`` and ``pair``, made of one shared ``row`` array and a
   constant ``pair`` chunk per language pair; the texts of a batch (query in the query language, passage and hard
   negative in the passage language, documents through ``docs_store()``) are fetched when the batch is read, by the
   dataset's transform. The collator sees the usual anchor / positive[ / negative] columns.
-- :class:`~pyterrier_hybrid.training.streamed_sampler.StreamedHybridBatchSampler` decides the languages of each
-  batch and so picks the keys: the hybrid rules of :mod:`pyterrier_hybrid.training.sampler` (monolingual with
-  probability alpha, one language drawn uniformly; else cross-lingual, query language != passage language per
+- :class:`~pyterrier_hybrid.training.batching.streamed.StreamedHybridBatchSampler` decides the languages of each
+  batch and so picks the keys: the hybrid rules of :mod:`pyterrier_hybrid.training.batching.hybrid` (monolingual
+  with probability alpha, one language drawn uniformly; else cross-lingual, query language != passage language per
   row; no two rows sharing a parallel id, i.e. a query, or a document). The batch of global step s of epoch e is a
   function of (seed, e, s) and an epoch's permutation of the queries, so every rank (each reads the ids itself)
   computes the same global batch without communicating, and a resumed run sees the batches an uninterrupted one
@@ -57,10 +57,10 @@ def is_streamed_source(source: str) -> bool:
 
 
 def _load(dataset_id: str, lang: str):
-    import ir_datasets
+    from ...datasets.irds import load_irds_dataset
 
     try:
-        return ir_datasets.load(dataset_id)
+        return load_irds_dataset(dataset_id)
     except KeyError as e:
         raise StreamedSourceError(f"unknown ir_datasets id {dataset_id!r} (language {lang})") from e
 

@@ -3,7 +3,7 @@ the judged (query id, doc id) pairs, one hard negative per query from the docpai
 (written to disk by :class:`QueryTexts`). Ids become numpy byte-string arrays chunk by chunk, so that no Python
 object per record stays alive (mMARCO's training split has 532,761 qrels and a far larger docpairs file).
 
-:class:`~pyterrier_hybrid.training.streaming.StreamedParallelSource` puts these together (see its module).
+:class:`~pyterrier_hybrid.training.sources.streaming.StreamedParallelSource` puts these together (see its module).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ...errors import UserError
 from .data import record_text, relevant_qrels
 
 __all__ = ["CHUNK", "QueryTexts", "StreamedSourceError", "first_docpair_negatives", "judged_pairs"]
