@@ -152,6 +152,10 @@ def test_evaluate_missing_data_file(cache, incomplete_release):
         (["--langs", ","], ("--langs", "at least one language")),
         (["--collection", "lareqa/xquad-r/de", "--langs", "de"], ("--langs", "lareqa/xquad-r/de")),
         (["--model", "a=bm25", "--model", "a=default"], ("share a name",)),
+        (["--max-queries", "0"], ("--max-queries", "positive integer", "'0'")),
+        # a slice of the questions is drawn by parallel id: a single setting or another collection has none
+        (["--collection", "lareqa/xquad-r/de", "--max-queries", "5"], ("--max-queries applies to the LAReQA",
+                                                                        "lareqa/xquad-r/de")),
     ],
 )
 def test_evaluate_bad_flag_value(cache, capsys, monkeypatch, args, named):

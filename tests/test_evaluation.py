@@ -359,3 +359,33 @@ def test_comparison_table_and_plots_for_several_systems(de_en_result, xquad, tmp
     plot_rank_distance_bars(results, path=tmp_path / "rank_distance.png")
     assert (tmp_path / "bars.png").read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "rank_distance.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.lareqa
+def test_evaluate_command_on_a_slice_of_the_questions(tmp_path):
+    # `evaluate --max-queries N`: the questions of N parallel ids (the draw `compare --max-queries` makes), each
+    # ranked against every candidate, so each kept question scores exactly as in the run on every question
+    from pyterrier_hybrid.cli import main
+    from pyterrier_hybrid.evaluation.subsets import TopicSubset
+
+    common = ["evaluate", "--collection", "lareqa/xquad-r", "--langs", "de", "en", "--model", "bm25",
+              "--candidate-text", "sentence"]
+    assert main([*common, "--max-queries", "7", "--out", str(tmp_path / "slice")]) == 0
+    assert main([*common, "--out", str(tmp_path / "all")]) == 0
+
+    run = json.loads((tmp_path / "slice" / "bm25" / "run.json").read_text(encoding="utf-8"))
+    assert run["max_queries"] == 7 and "7 parallel ids" in run["questions"]
+    assert json.loads((tmp_path / "all" / "bm25" / "run.json").read_text(encoding="utf-8"))["max_queries"] is None
+    expected = set(TopicSubset.sample_parallel_ids(lareqa_collection("xquad-r"), ["de", "en"], 7).topics(
+        ["de", "en"])["qid"])
+    assert len(expected) == 14  # every XQuAD-R question is asked in every language
+
+    key = ["setting", "qid"]
+    sliced = pd.read_csv(tmp_path / "slice" / "bm25" / "per_query.csv.gz").set_index(key)
+    full = pd.read_csv(tmp_path / "all" / "bm25" / "per_query.csv.gz").set_index(key)
+    assert set(sliced.index.get_level_values("qid")) == expected
+    # de and en; de-en and en-de; the pool of both
+    assert sliced.groupby("setting_type").size().to_dict() == {"monolingual": 14, "cross-lingual": 14,
+                                                                "multilingual": 14}
+    assert len(full) > 10 * len(sliced)
+    pd.testing.assert_frame_equal(sliced[["best_rank", "AP"]], full.loc[sliced.index, ["best_rank", "AP"]])

@@ -3,6 +3,8 @@
 For each ``--model`` it writes, under ``--out/<system>/``, the per-setting CSV, the summary (Markdown, CSV, JSON)
 and the mAP heatmap (query language x document language); with several models also ``comparison.md`` and the
 comparison plots. Any other ir_datasets id with queries, docs and qrels is evaluated as one plain setting.
+``--max-queries N`` evaluates a whole LAReQA collection on the questions of N parallel ids only (drawn with a fixed
+seed, every candidate kept: the pools are the full collection's), for quick runs.
 
 What can be checked without a model is checked first (:func:`check_request`: the model folders, the collection,
 the languages, the release files' checksums), so a bad request is reported in a second, not after a model build.
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: bfloat16 autocast where the processor supports it, else float32")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="texts encoded at once (default: 64)")
     parser.add_argument("--out", default="results", help="output folder")
+    parser.add_argument("--max-queries", type=positive_int, default=None, metavar="N",
+                        help="LAReQA collections: evaluate the questions (in every language) of N parallel ids drawn "
+                             "with a fixed seed, against every candidate (quick runs; default: every question)")
     parser.add_argument("--debias", default=None, metavar="METHOD[,METHOD]",
                         help="also evaluate each dense system debiased by each method (LAReQA only): mean, lir:K, "
                              "global:K, optionally @COLLECTION for query statistics (see docs/language-bias.md); "
@@ -92,6 +97,9 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
     if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
         name = collection[len(LAREQA_PREFIX):]
         ReleaseFiles().verify(name, langs)  # unknown collection or language, missing or corrupt release file
+    elif getattr(args, "max_queries", None) is not None:
+        raise UserError(f"--max-queries applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not "
+                        f"{collection}")
     elif any(spec.debias for spec in specs):
         raise UserError(f"debiasing needs the candidates' languages: it applies to lareqa/xquad-r and lareqa/mlqa-r, "
                         f"not {collection}")
@@ -152,6 +160,23 @@ def _check_irds_id(dataset_id: str) -> None:
                         "queries and qrels")
 
 
+#: The seed of the parallel ids that ``--max-queries`` draws (the one ``compare --max-queries`` uses).
+QUERY_SAMPLE_SEED = 0
+
+
+def _lareqa_collection(name: str, langs, max_queries: int | None):
+    """The LAReQA collection ``name``, or with ``max_queries`` its questions of that many parallel ids (asked in
+    ``langs``) against every candidate: the pools, and so the difficulty of each setting, stay the full ones."""
+    from ..datasets import lareqa_collection
+    from .subsets import TopicSubset
+
+    collection = lareqa_collection(name)
+    if max_queries is None:
+        return collection
+    return TopicSubset.sample_parallel_ids(collection, collection.check_languages(langs), max_queries,
+                                           seed=QUERY_SAMPLE_SEED)
+
+
 def _irds_config(args: argparse.Namespace, spec, n_systems: int):
     from ..retrieval.large import RetrieverConfig
     from .irds_runner import IrdsEvaluationConfig
@@ -175,20 +200,26 @@ def run(args: argparse.Namespace) -> int:
 
     options = SystemOptions(candidate_text=args.candidate_text, precision=args.precision, batch_size=args.batch_size)
     out = Path(args.out)
+    whole_lareqa = collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1
+    lareqa = _lareqa_collection(collection[len(LAREQA_PREFIX):], langs, args.max_queries) if whole_lareqa else None
+    if args.max_queries is not None:
+        asked = len(lareqa.topics(lareqa.check_languages(langs)))
+        print(f"{collection}: {lareqa.description}: {asked} questions against every candidate")
     results = []
     dense_factories: dict = {}  # a system and its debiased variants encode once
     for spec in specs:
         started = time.perf_counter()
         factory = build_factory(spec, options, dense_factories=dense_factories)
-        if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
-            result = evaluate_lareqa(factory, collection[len(LAREQA_PREFIX):], langs, system=spec.name)
+        if whole_lareqa:
+            result = evaluate_lareqa(factory, lareqa, langs, system=spec.name)
         else:
             result = evaluate_irds(factory, collection, system=spec.name, config=_irds_config(args, spec, len(specs)))
         wall = time.perf_counter() - started
         paths = result.save(out / spec.name)
         (out / spec.name / "run.json").write_text(json.dumps({
             "system": spec.name, "model": spec.model, "debias": spec.debias, "collection": collection,
-            "langs": list(langs) if langs else None,
+            "langs": list(langs) if langs else None, "max_queries": args.max_queries,
+            "questions": lareqa.description if args.max_queries is not None else "all",
             "candidate_text": args.candidate_text, "precision": args.precision, "wall_time_s": round(wall, 1),
         }, indent=2) + "\n")
         files = ", ".join(p.name for p in paths.values())
