@@ -239,14 +239,3 @@ def one_torch_thread():
 def tiny_model_path(tmp_path_factory) -> Path:
     """Path of a tiny random sentence-transformers model folder (built once per test session)."""
     return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-model") / "model")
-
-
-@pytest.fixture()
-def truncates_long_passages():
-    """For a test that encodes LAReQA paragraphs (sentence + context) with the tiny model: a fifth of them are longer
-    than its limit with its small vocabulary, so the encoder's truncation warning is expected; it is asserted here
-    instead of reported as a warning of the run."""
-    from pyterrier_hybrid.retrieval.biencoder import TextTruncationWarning
-
-    with pytest.warns(TextTruncationWarning, match="longer than the model's limit"):
-        yield
