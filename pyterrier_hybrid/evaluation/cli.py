@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     large.add_argument("--ivf-nlist", type=positive_int, default=None, help="faiss-ivf lists (default: ~sqrt(n))")
 
 
+def is_whole_lareqa(collection: str) -> bool:
+    """``lareqa/xquad-r`` or ``lareqa/mlqa-r``: a whole collection, scored in every setting (a single setting such as
+    ``lareqa/xquad-r/de`` is evaluated like any ir_datasets id)."""
+    return collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1
+
+
 def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] | None]:
     """(system specs, collection id, languages) of the request, after checking everything that needs no model.
 
@@ -94,10 +100,10 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
 
     collection = args.collection.removeprefix("irds:")
     langs = args.langs
-    if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
+    if is_whole_lareqa(collection):
         name = collection[len(LAREQA_PREFIX):]
         ReleaseFiles().verify(name, langs)  # unknown collection or language, missing or corrupt release file
-    elif getattr(args, "max_queries", None) is not None:
+    elif args.max_queries is not None:
         raise UserError(f"--max-queries applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not "
                         f"{collection}")
     elif any(spec.debias for spec in specs):
@@ -134,7 +140,7 @@ def check_index_options(args: argparse.Namespace, collection: str, specs) -> Non
         return
     flags = " and ".join(flag for flag, _ in given)
     applies = "applies" if len(given) == 1 else "apply"
-    if collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1:
+    if is_whole_lareqa(collection):
         raise UserError(f"{flags} {applies} to dense retrieval through an index on ir_datasets collections, not to "
                         f"{collection}, whose candidate pools are scored exactly in memory (a single setting such as "
                         f"{collection}/de goes through an index)")
@@ -200,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = SystemOptions(candidate_text=args.candidate_text, precision=args.precision, batch_size=args.batch_size)
     out = Path(args.out)
-    whole_lareqa = collection.startswith(LAREQA_PREFIX) and collection.count("/") == 1
+    whole_lareqa = is_whole_lareqa(collection)
     lareqa = _lareqa_collection(collection[len(LAREQA_PREFIX):], langs, args.max_queries) if whole_lareqa else None
     if args.max_queries is not None:
         asked = len(lareqa.topics(lareqa.check_languages(langs)))
