@@ -156,6 +156,10 @@ def test_evaluate_missing_data_file(cache, incomplete_release):
         # a slice of the questions is drawn by parallel id: a single setting or another collection has none
         (["--collection", "lareqa/xquad-r/de", "--max-queries", "5"], ("--max-queries applies to the LAReQA",
                                                                         "lareqa/xquad-r/de")),
+        # the answer paragraphs are those of the --max-queries questions
+        (["--answer-paragraphs-only"], ("--answer-paragraphs-only", "--max-queries N")),
+        (["--collection", "lareqa/xquad-r/de", "--answer-paragraphs-only"], ("--answer-paragraphs-only applies to "
+                                                                              "the LAReQA", "lareqa/xquad-r/de")),
     ],
 )
 def test_evaluate_bad_flag_value(cache, capsys, monkeypatch, args, named):

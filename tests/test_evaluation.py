@@ -389,3 +389,31 @@ def test_evaluate_command_on_a_slice_of_the_questions(tmp_path):
                                                                 "multilingual": 14}
     assert len(full) > 10 * len(sliced)
     pd.testing.assert_frame_equal(sliced[["best_rank", "AP"]], full.loc[sliced.index, ["best_rank", "AP"]])
+
+
+@pytest.mark.lareqa
+def test_evaluate_command_against_the_answer_paragraphs_only(tmp_path):
+    # `--answer-paragraphs-only` (as `compare`'s): the same questions, each pool cut to the sentences of the kept
+    # questions' answer paragraphs; every relevant candidate stays, the rest of the collection goes
+    from pyterrier_hybrid.cli import main
+    from pyterrier_hybrid.evaluation.subsets import TopicSubset
+
+    common = ["evaluate", "--collection", "lareqa/xquad-r", "--langs", "de", "en", "--model", "bm25",
+              "--candidate-text", "sentence", "--max-queries", "7"]
+    assert main([*common, "--answer-paragraphs-only", "--out", str(tmp_path / "paragraphs")]) == 0
+    assert main([*common, "--out", str(tmp_path / "pool")]) == 0
+
+    run = json.loads((tmp_path / "paragraphs" / "bm25" / "run.json").read_text(encoding="utf-8"))
+    assert run["answer_paragraphs_only"] is True and "answer paragraphs only" in run["questions"]
+    xquad = lareqa_collection("xquad-r")
+    subset = TopicSubset.sample_parallel_ids(xquad, ["de", "en"], 7, answer_paragraphs_only=True)
+    candidates = subset.candidates(["de", "en"])
+    assert set(subset.qrels(["de", "en"], ["de", "en"])["docno"]) <= set(candidates["docno"])
+    assert 0 < len(candidates) < len(xquad.candidates(["de", "en"])) / 10
+
+    key = ["setting", "qid"]
+    small = pd.read_csv(tmp_path / "paragraphs" / "bm25" / "per_query.csv.gz").set_index(key)
+    pool = pd.read_csv(tmp_path / "pool" / "bm25" / "per_query.csv.gz").set_index(key)
+    assert small.index.equals(pool.index)  # the same questions in the same settings
+    # fewer distractors: no relevant candidate ranks lower than in the whole pool, and some rank higher
+    assert (small["best_rank"] <= pool["best_rank"]).all() and (small["best_rank"] < pool["best_rank"]).any()

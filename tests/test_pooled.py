@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_distillation import group_examples, write_jsonl
 
+from pyterrier_hybrid.cli import main
 from pyterrier_hybrid.datasets import ParallelExample
 from pyterrier_hybrid.training.batching.pooled import PooledBatchSampler, PooledDataError
 from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
@@ -111,11 +112,11 @@ def test_pooled_training_from_the_cli(tiny_model_path, tmp_path, loss_args, loss
         examples += group_examples(f"p{i}", ("en", "de", "es") if i % 2 else ("de", "es"), article=f"a{i % 5}")
     source = write_jsonl(tmp_path / "groups.jsonl", examples)
     out = tmp_path / "out"
-    result = _run_train(["--base-model", str(tiny_model_path), "--train", str(source), "--batching", "pooled",
-                         "--batch-size", "6", "--max-steps", "3", "--candidate-text", "sentence", "--max-seq-length",
-                         "48", "--eval-fraction", "0.2", "--eval-steps", "3", "--save-steps", "3",
-                         "--distill-parallel", "1", *loss_args, "-o", str(out)])
-    assert result.returncode == 0, result.stderr[-2000:]
+    # in this process: the command's parsing and run are what is tested here, not a fresh interpreter's imports
+    assert main(["train", "--base-model", str(tiny_model_path), "--train", str(source), "--batching", "pooled",
+                 "--batch-size", "6", "--max-steps", "3", "--candidate-text", "sentence", "--max-seq-length", "48",
+                 "--eval-fraction", "0.2", "--eval-steps", "3", "--save-steps", "3", "--distill-parallel", "1",
+                 *loss_args, "-o", str(out)]) == 0
     saved = json.loads((out / CONFIG_FILE).read_text())
     assert saved["config"]["batching"] == "pooled" and saved["run"]["global_steps"] == 3
     assert saved["run"]["memory_plan"]["loss"] == loss

@@ -4,7 +4,9 @@ For each ``--model`` it writes, under ``--out/<system>/``, the per-setting CSV, 
 and the mAP heatmap (query language x document language); with several models also ``comparison.md`` and the
 comparison plots. Any other ir_datasets id with queries, docs and qrels is evaluated as one plain setting.
 ``--max-queries N`` evaluates a whole LAReQA collection on the questions of N parallel ids only (drawn with a fixed
-seed, every candidate kept: the pools are the full collection's), for quick runs.
+seed, every candidate kept: the pools are the full collection's), for quick runs; with ``--answer-paragraphs-only``
+the pools keep only the sentences of those questions' answer paragraphs (tiny pools, a smoke test whose numbers do not
+compare with the full collection's).
 
 What can be checked without a model is checked first (:func:`check_request`: the model folders, the collection,
 the languages, the release files' checksums), so a bad request is reported in a second, not after a model build.
@@ -39,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=positive_int, default=None, metavar="N",
                         help="LAReQA collections: evaluate the questions (in every language) of N parallel ids drawn "
                              "with a fixed seed, against every candidate (quick runs; default: every question)")
+    parser.add_argument("--answer-paragraphs-only", action="store_true",
+                        help="with --max-queries, keep only the candidates of the kept questions' answer paragraphs "
+                             "(tiny pools, as compare's option of that name: smoke tests only)")
     parser.add_argument("--debias", default=None, metavar="METHOD[,METHOD]",
                         help="also evaluate each dense system debiased by each method (LAReQA only): mean, lir:K, "
                              "global:K, optionally @COLLECTION for query statistics (see docs/language-bias.md); "
@@ -103,8 +108,9 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
     if is_whole_lareqa(collection):
         name = collection[len(LAREQA_PREFIX):]
         ReleaseFiles().verify(name, langs)  # unknown collection or language, missing or corrupt release file
-    elif args.max_queries is not None:
-        raise UserError(f"--max-queries applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not "
+    elif args.max_queries is not None or getattr(args, "answer_paragraphs_only", False):
+        flag = "--max-queries" if args.max_queries is not None else "--answer-paragraphs-only"
+        raise UserError(f"{flag} applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not "
                         f"{collection}")
     elif any(spec.debias for spec in specs):
         raise UserError(f"debiasing needs the candidates' languages: it applies to lareqa/xquad-r and lareqa/mlqa-r, "
@@ -116,6 +122,9 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
         ReleaseFiles().verify(setting.collection, sorted(set(setting.query_langs) | set(setting.doc_langs)))
     else:
         _check_irds_id(collection)
+    if getattr(args, "answer_paragraphs_only", False) and args.max_queries is None:
+        raise UserError("--answer-paragraphs-only keeps the answer paragraphs of the --max-queries questions: give "
+                        "--max-queries N with it")
     check_index_options(args, collection, specs)
     return specs, collection, langs
 
@@ -170,9 +179,10 @@ def _check_irds_id(dataset_id: str) -> None:
 QUERY_SAMPLE_SEED = 0
 
 
-def _lareqa_collection(name: str, langs, max_queries: int | None):
+def _lareqa_collection(name: str, langs, max_queries: int | None, answer_paragraphs_only: bool = False):
     """The LAReQA collection ``name``, or with ``max_queries`` its questions of that many parallel ids (asked in
-    ``langs``) against every candidate: the pools, and so the difficulty of each setting, stay the full ones."""
+    ``langs``) against every candidate: the pools, and so the difficulty of each setting, stay the full ones; with
+    ``answer_paragraphs_only`` against the sentences of their answer paragraphs only."""
     from ..datasets import lareqa_collection
     from .subsets import TopicSubset
 
@@ -180,7 +190,7 @@ def _lareqa_collection(name: str, langs, max_queries: int | None):
     if max_queries is None:
         return collection
     return TopicSubset.sample_parallel_ids(collection, collection.check_languages(langs), max_queries,
-                                           seed=QUERY_SAMPLE_SEED)
+                                           seed=QUERY_SAMPLE_SEED, answer_paragraphs_only=answer_paragraphs_only)
 
 
 def _irds_config(args: argparse.Namespace, spec, n_systems: int):
@@ -207,10 +217,13 @@ def run(args: argparse.Namespace) -> int:
     options = SystemOptions(candidate_text=args.candidate_text, precision=args.precision, batch_size=args.batch_size)
     out = Path(args.out)
     whole_lareqa = is_whole_lareqa(collection)
-    lareqa = _lareqa_collection(collection[len(LAREQA_PREFIX):], langs, args.max_queries) if whole_lareqa else None
+    lareqa = (_lareqa_collection(collection[len(LAREQA_PREFIX):], langs, args.max_queries, args.answer_paragraphs_only)
+              if whole_lareqa else None)
     if args.max_queries is not None:
         asked = len(lareqa.topics(lareqa.check_languages(langs)))
-        print(f"{collection}: {lareqa.description}: {asked} questions against every candidate")
+        pool = (f"the {len(lareqa.candidates(lareqa.check_languages(langs)))} candidates of their answer paragraphs"
+                if args.answer_paragraphs_only else "every candidate")
+        print(f"{collection}: {lareqa.description}: {asked} questions against {pool}")
     results = []
     dense_factories: dict = {}  # a system and its debiased variants encode once
     for spec in specs:
@@ -225,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         (out / spec.name / "run.json").write_text(json.dumps({
             "system": spec.name, "model": spec.model, "debias": spec.debias, "collection": collection,
             "langs": list(langs) if langs else None, "max_queries": args.max_queries,
+            "answer_paragraphs_only": args.answer_paragraphs_only,
             "questions": lareqa.description if args.max_queries is not None else "all",
             "candidate_text": args.candidate_text, "precision": args.precision, "wall_time_s": round(wall, 1),
         }, indent=2) + "\n")
