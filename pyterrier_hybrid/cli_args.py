@@ -50,6 +50,13 @@ def add_language_option(parser, *flags: str, **kwargs) -> argparse.Action:
     return parser.add_argument(*flags, nargs="+", action=LanguageListAction, **kwargs)
 
 
+def add_answer_paragraphs_option(parser) -> argparse.Action:
+    """``--answer-paragraphs-only``, as ``evaluate`` and ``compare`` take it (the same words in both helps)."""
+    return parser.add_argument("--answer-paragraphs-only", action="store_true",
+                               help="with --max-queries, keep only the candidates of the kept questions' answer "
+                                    "paragraphs (tiny pools: smoke tests only)")
+
+
 def positive_int(text: str) -> int:
     """argparse ``type`` for an integer >= 1."""
     try:

@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from ..cli_args import add_language_option, positive_int
+from ..cli_args import add_answer_paragraphs_option, add_language_option, positive_int
 from ..errors import UserError
 
 LAREQA_PREFIX = "lareqa/"
@@ -41,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=positive_int, default=None, metavar="N",
                         help="LAReQA collections: evaluate the questions (in every language) of N parallel ids drawn "
                              "with a fixed seed, against every candidate (quick runs; default: every question)")
-    parser.add_argument("--answer-paragraphs-only", action="store_true",
-                        help="with --max-queries, keep only the candidates of the kept questions' answer paragraphs "
-                             "(tiny pools, as compare's option of that name: smoke tests only)")
+    add_answer_paragraphs_option(parser)
     parser.add_argument("--debias", default=None, metavar="METHOD[,METHOD]",
                         help="also evaluate each dense system debiased by each method (LAReQA only): mean, lir:K, "
                              "global:K, optionally @COLLECTION for query statistics (see docs/language-bias.md); "

@@ -16,7 +16,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..cli_args import add_language_option
+from ..cli_args import add_answer_paragraphs_option, add_language_option
 from ..training.config import BATCHINGS, DISTILL_TARGETS
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -98,9 +98,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "a sweep, on every direction (default: the preset's; no value: no sweep)")
     parser.add_argument("--max-queries", type=int, default=None,
                         help="evaluate the questions of this many parallel ids only (quick runs)")
-    parser.add_argument("--answer-paragraphs-only", action="store_true",
-                        help="with --max-queries, keep only the candidates of the kept questions' answer paragraphs "
-                             "(tiny pools: smoke tests only)")
+    add_answer_paragraphs_option(parser)
     parser.add_argument("--significance-pairs-per-language", type=int, default=None, metavar="K",
                         help="cross-lingual pairs per query language in the significance test (default: the "
                              "preset's; -1: all pairs)")
