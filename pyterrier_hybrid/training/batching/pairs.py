@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...datasets.candidates import candidate_text
-from .hybrid import ParallelRows
+from .rows import ParallelRows
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -12,17 +12,13 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ...errors import UserError
 from .base import SeededBatchSampler
+from .rows import PooledDataError
 
 __all__ = ["MAX_WAITING", "PooledBatchSampler", "PooledDataError"]
 
 #: Groups set aside by one batch (too large for what is left, or sharing a passage) before it is closed as it is.
 MAX_WAITING = 64
-
-
-class PooledDataError(UserError, ValueError):
-    """The parallel groups cannot fill the pooled batches asked for."""
 
 
 class PooledBatchSampler(SeededBatchSampler):

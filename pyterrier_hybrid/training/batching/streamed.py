@@ -20,28 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .base import HybridRulesBatchSampler
-from .hybrid import SamplerDataError
+from .rows import SamplerDataError, check_streamed_feasible
 
 if TYPE_CHECKING:
     from ..sources.streaming import StreamedRows
 
 __all__ = ["StreamedHybridBatchSampler", "check_streamed_feasible"]
-
-
-def check_streamed_feasible(rows: StreamedRows, alpha: float, batch_size: int, num_replicas: int = 1) -> None:
-    """Raise :class:`~pyterrier_hybrid.training.batching.hybrid.SamplerDataError` when ``rows`` cannot fill the batches
-    asked for: fewer queries than a global batch, or cross-lingual batches from one language."""
-    needed = batch_size * num_replicas
-    per_rank = f" ({batch_size} per rank x {num_replicas} ranks)" if num_replicas > 1 else ""
-    num_queries = len(np.unique(rows.queries))
-    if num_queries < needed:
-        raise SamplerDataError(f"{num_queries} judged queries are fewer than one batch of {needed}{per_rank}: lower "
-                               "the batch size or raise --max-queries")
-    if alpha < 1 and len(rows.languages) < 2:
-        raise SamplerDataError(
-            f"alpha={alpha} asks for cross-lingual batches (probability {1 - alpha:g}) but the source has one "
-            f"language ({rows.languages[0]}); use alpha=1 or add languages"
-        )
 
 
 class StreamedHybridBatchSampler(HybridRulesBatchSampler):

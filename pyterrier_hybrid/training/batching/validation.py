@@ -12,7 +12,7 @@ from .hybrid import HybridBatchSampler, SamplerDataError
 
 if TYPE_CHECKING:
     from ..config import HybridTrainingConfig
-    from .hybrid import ParallelRows
+    from .rows import ParallelRows
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ class HybridRegime(BatchingRegime):
 
     @classmethod
     def load(cls, config: HybridTrainingConfig, regimes: Mapping[str, type[BatchingRegime]]) -> HybridRegime:
-        from ..batching.hybrid import ParallelRows, check_feasible
+        from ..batching.rows import ParallelRows, check_feasible
 
         data, train_data, eval_data = in_memory_examples(config)
         if config.contrastive:  # training that has no contrastive batches has no batches of pairs to fill

@@ -29,7 +29,7 @@ def pooled_dataset(groups: ParallelGroups):
     """One row per (parallel group, language): the question, its answer passage, the group's code as ``label``."""
     from datasets import Dataset
 
-    from ..batching.hybrid import text_codes
+    from ..batching.rows import text_codes
 
     return Dataset.from_dict({"anchor": list(groups.questions), "positive": list(groups.passages),
                               "label": text_codes(groups.parallel_ids).tolist()})
@@ -47,7 +47,7 @@ class PooledRegime(BatchingRegime):
     def load(cls, config: HybridTrainingConfig, regimes: Mapping[str, type[BatchingRegime]]) -> PooledRegime:
         """Raises :class:`~pyterrier_hybrid.training.batching.pooled.PooledDataError` when the training examples
         have no parallel groups or a group has more rows (languages) than a batch."""
-        from ..batching.pooled import PooledDataError
+        from ..batching.rows import PooledDataError
         from ..sources.parallel_groups import DistillationDataError, parallel_groups
 
         data, train_data, eval_data = in_memory_examples(config)
@@ -82,8 +82,8 @@ class PooledRegime(BatchingRegime):
 
     @staticmethod
     def _register(registry, dataset, groups: ParallelGroups, world_size: int, **kwargs) -> None:
-        from ..batching.hybrid import text_codes
         from ..batching.pooled import PooledBatchSampler
+        from ..batching.rows import text_codes
 
         registry.register_sampler(dataset, PooledBatchSampler, groups=dataset["label"],
                                   passage_keys=text_codes(groups.passages), num_replicas=world_size, **kwargs)

@@ -76,8 +76,7 @@ class TrainingSources:
 
     @classmethod
     def load(cls, config: HybridTrainingConfig) -> TrainingSources:
-        from ..batching.hybrid import ParallelRows, check_feasible
-        from ..batching.streamed import check_streamed_feasible
+        from ..batching.rows import ParallelRows, check_feasible, check_streamed_feasible
         from .data import load_training_data, split_by_article
 
         specs = (config.train, *config.extra_train)
