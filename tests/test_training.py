@@ -21,10 +21,11 @@ import pytest
 
 from pyterrier_hybrid.datasets import ParallelExample
 from pyterrier_hybrid.training import cli
-from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig
+from pyterrier_hybrid.training.config import CONFIG_FILE, HybridTrainingConfig, TrainingConfigError
 from pyterrier_hybrid.training.sources.data import (
     JsonlFormatError,
     candidate_text,
+    configured_training_data,
     ir_datasets_parallel_examples,
     lareqa_training_data,
     load_training_data,
@@ -251,6 +252,23 @@ def test_split_by_article_holds_out_whole_articles(lareqa_dir):
     assert len(held_out_articles) == -(-total // 10)
     assert split_by_article(data, 0.1, seed=1)[1].examples == held_out.examples
     assert split_by_article(data, 0.1, seed=2)[1].examples != held_out.examples
+
+
+def test_max_parallel_ids_keeps_every_example_of_the_ids_drawn(lareqa_dir):
+    # a quick run's slice: 30 parallel ids drawn with a fixed seed, with all of their examples, whatever the run's seed
+    whole = lareqa_training_data("mlqa-r", langs=["en", "de"])
+    config = HybridTrainingConfig(train="lareqa/mlqa-r", train_langs=("en", "de"), max_parallel_ids=30)
+    sliced = configured_training_data(config)
+    ids = {e.parallel_id for e in sliced.examples}
+    assert sliced.num_parallel_ids == 30 and ids <= {e.parallel_id for e in whole.examples}
+    assert sliced.examples == tuple(e for e in whole.examples if e.parallel_id in ids)
+    # both languages, and cross-lingual pairs to fill hybrid batches (the first ids of the source are English only)
+    assert {e.query_lang for e in sliced.examples} == {"en", "de"}
+    assert any(e.query_lang != e.passage_lang for e in sliced.examples)
+    assert configured_training_data(dataclasses.replace(config, seed=7)).examples == sliced.examples
+    assert configured_training_data(dataclasses.replace(config, max_parallel_ids=None)).examples == whole.examples
+    with pytest.raises(TrainingConfigError, match="max_parallel_ids must be a positive integer"):
+        dataclasses.replace(config, max_parallel_ids=0)
 
 
 # --- configuration and CLI ------------------------------------------------------------------------------------------

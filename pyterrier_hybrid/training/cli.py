@@ -56,6 +56,9 @@ def _add_data_options(parser: argparse.ArgumentParser, d: HybridTrainingConfig) 
                       help="add one hard negative per pair (LAReQA: another sentence of the same paragraph)")
     data.add_argument("--max-queries", type=int, default=None, metavar="N",
                       help="keep the first N judged queries of each irds: source (default: all)")
+    data.add_argument("--max-parallel-ids", type=int, default=None, metavar="N",
+                      help="keep the examples of N parallel ids of each LAReQA or JSONL source (drawn with a fixed "
+                           "seed), every language of them: a quick run on a slice (default: all)")
     data.add_argument("--mixture", choices=MIXTURES, default=d.mixture,
                       help="with several --train sources, each batch comes from one: proportional (at random, in "
                            "proportion to their sizes) or round-robin (in turn) (default: %(default)s)")
@@ -245,6 +248,9 @@ def check_request(args: argparse.Namespace) -> HybridTrainingConfig:
     config = config_from_args(args)
     if config.max_queries is not None and not any(s.startswith(IRDS_PREFIX) for s in sources):
         raise UserError("--max-queries caps irds: training sources, and no --train source is one")
+    if config.max_parallel_ids is not None and all(s.startswith(IRDS_PREFIX) for s in sources):
+        raise UserError("--max-parallel-ids cuts LAReQA and JSONL training sources, and no --train source is one "
+                        "(--max-queries caps irds: sources)")
     if config.base_model is not None:
         from ..models import resolve_model
 

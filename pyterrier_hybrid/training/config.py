@@ -96,6 +96,9 @@ class HybridTrainingConfig:
         logging_steps: record the training loss every this many steps.
         gather_across_devices: with several devices, use the other devices' passages as negatives too.
         max_queries: keep the first this many judged queries of each ``irds:`` source (None: all).
+        max_parallel_ids: keep the examples of this many parallel ids of each LAReQA or JSONL source, drawn with a
+            fixed seed, every language of them (None: all): a quick run on a slice, whose distillation teacher also
+            encodes that slice only.
         extra_train: more training sources, mixed with ``train`` (:mod:`pyterrier_hybrid.training.sources.mixture`):
             each batch comes from one source, the hybrid alpha applied within it.
         mixture: how a mixture picks the source of each batch: "proportional" (at random, in proportion to the
@@ -162,6 +165,7 @@ class HybridTrainingConfig:
     logging_steps: int = 10
     gather_across_devices: bool = False
     max_queries: int | None = None
+    max_parallel_ids: int | None = None
     extra_train: tuple[str, ...] = ()
     mixture: str = "proportional"
     distill_base_weight: float = 0.0
@@ -214,7 +218,8 @@ class HybridTrainingConfig:
         for name in ("batch_size", "mini_batch_size", "eval_steps", "save_steps", "logging_steps", "length_buckets"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_steps", "max_eval_batches", "max_seq_length", "save_total_limit", "max_queries"):
+        for name in ("max_steps", "max_eval_batches", "max_seq_length", "save_total_limit", "max_queries",
+                     "max_parallel_ids"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be a positive integer or None, got {getattr(self, name)}")
         if self.learning_rate <= 0:

@@ -73,7 +73,7 @@ class DomainShiftConfig(StudyOptions):
 def held_out_articles(model: str, collection: str) -> list[str]:
     """The articles an in-collection model was NOT trained on: its training run's held-out split by article,
     reproduced from its training_config.json with the training code's own split_by_article."""
-    from ...training.sources.data import load_training_data, split_by_article
+    from ...training.sources.data import configured_training_data, split_by_article
 
     path = Path(model) / CONFIG_FILE
     if not path.is_file():
@@ -86,7 +86,7 @@ def held_out_articles(model: str, collection: str) -> list[str]:
     if config.eval_fraction == 0:
         raise RobustnessError(f"{model} was trained without a held-out split (eval_fraction 0): every article was "
                               "seen")
-    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+    data = configured_training_data(config)
     _, held_out = split_by_article(data, config.eval_fraction, config.seed)
     return sorted({example.article for example in held_out.examples})
 

@@ -45,9 +45,9 @@ def column_prompts(columns, prompts: tuple[str, str]) -> dict[str, str]:
 
 def in_memory_examples(config: HybridTrainingConfig) -> tuple[TrainingData, TrainingData, TrainingData]:
     """(all, training, held-out) examples of a LAReQA or JSONL source, the held-out articles drawn with the seed."""
-    from ..sources.data import load_training_data, split_by_article
+    from ..sources.data import configured_training_data, split_by_article
 
-    data = load_training_data(config.train, config.train_langs, config.hard_negatives, config.seed)
+    data = configured_training_data(config)
     train_data, eval_data = split_by_article(data, config.eval_fraction, config.seed)
     return data, train_data, eval_data
 

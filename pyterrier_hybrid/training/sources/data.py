@@ -38,6 +38,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from pyterrier_hybrid.datasets.parallel import ParallelExample
 
 from ...datasets.candidates import CANDIDATE_TEXT_OPTIONS, candidate_text
 from ...errors import UserError
+
+if TYPE_CHECKING:
+    from ..config import HybridTrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ __all__ = [
     "Passage",
     "TrainingData",
     "candidate_text",
+    "configured_training_data",
     "ir_datasets_parallel_examples",
     "lareqa_training_data",
     "load_training_data",
@@ -104,6 +109,16 @@ class TrainingData:
         indices = list(indices)
         negatives = None if self.negatives is None else tuple(self.negatives[i] for i in indices)
         return TrainingData(tuple(self.examples[i] for i in indices), negatives)
+
+    def sample_parallel_ids(self, n: int | None, seed: int = 0) -> TrainingData:
+        """Only the examples of ``n`` parallel ids drawn at random (numpy, ``seed``) among the sorted ids, every
+        language of them, in their order here (all if None or if there are no more than ``n``). Drawn rather than
+        the first ones: a source lists its languages one after another, and the first ids would be one language's."""
+        ids = sorted({e.parallel_id for e in self.examples})
+        if n is None or n >= len(ids):
+            return self
+        kept = {ids[i] for i in np.random.default_rng(seed).choice(len(ids), size=n, replace=False)}
+        return self.select(i for i, e in enumerate(self.examples) if e.parallel_id in kept)
 
     def restrict_languages(self, langs: Sequence[str] | None) -> TrainingData:
         """Only the examples whose query and passage languages are both in ``langs`` (all if None)."""
@@ -361,6 +376,20 @@ def load_training_data(
         f"unknown training source {source_str!r}: expected lareqa/mlqa-r, lareqa/xquad-r, a .jsonl file or "
         "irds:LANG=DATASET_ID,..."
     )
+
+
+#: The seed of the parallel ids ``max_parallel_ids`` draws.
+PARALLEL_ID_SAMPLE_SEED = 0
+
+
+def configured_training_data(config: HybridTrainingConfig, source: str | Path | None = None) -> TrainingData:
+    """The in-memory examples of ``source`` (default: ``config.train``) as ``config`` asks for them: its languages,
+    hard negatives and seed, cut to ``max_parallel_ids`` parallel ids (drawn with :data:`PARALLEL_ID_SAMPLE_SEED`,
+    the same slice whatever the run's seed, so that seeds compare on one slice). Training and whatever reproduces a
+    run's split (the held-out articles of the robustness study) read the data through this one function."""
+    data = load_training_data(config.train if source is None else source, config.train_langs, config.hard_negatives,
+                              config.seed)
+    return data.sample_parallel_ids(config.max_parallel_ids, seed=PARALLEL_ID_SAMPLE_SEED)
 
 
 def split_by_article(data: TrainingData, eval_fraction: float, seed: int = 0) -> tuple[TrainingData, TrainingData]:

@@ -77,7 +77,7 @@ class TrainingSources:
     @classmethod
     def load(cls, config: HybridTrainingConfig) -> TrainingSources:
         from ..batching.rows import ParallelRows, check_feasible, check_streamed_feasible
-        from .data import load_training_data, split_by_article
+        from .data import configured_training_data, split_by_article
 
         specs = (config.train, *config.extra_train)
         if len(set(specs)) < len(specs):
@@ -92,7 +92,7 @@ class TrainingSources:
                 train, held_out = data.split(eval_fraction, config.seed)
                 check_streamed_feasible(train, config.alpha, config.batch_size)
             else:
-                data = load_training_data(spec, config.train_langs, config.hard_negatives, config.seed)
+                data = configured_training_data(config, spec)
                 train, held_out = split_by_article(data, eval_fraction, config.seed)
                 held_out = held_out if len(held_out) else None
                 check_feasible(ParallelRows.from_examples(train.examples), config.alpha, config.batch_size)
