@@ -99,6 +99,18 @@ def test_compare_sets_the_learning_rate_of_every_trained_system(tmp_path):
         comparison_from_args(build_parser().parse_args(["compare", "--preset", "demo", "--learning-rate", "0"]))
 
 
+def test_compare_cuts_the_training_data_of_every_trained_system(tmp_path):
+    from pyterrier_hybrid.experiments.compare_cli import comparison_from_args
+
+    args = build_parser().parse_args(["compare", "--preset", "demo", "--max-parallel-ids", "200", "--out",
+                                      str(tmp_path)])
+    preset = comparison_from_args(args).preset
+    assert preset.training.max_parallel_ids == 200
+    assert [system.training.max_parallel_ids for system in preset.recipe_systems] == [200]  # demo's distilled too
+    with pytest.raises(UserError, match="max_parallel_ids must be a positive integer"):
+        comparison_from_args(build_parser().parse_args(["compare", "--preset", "demo", "--max-parallel-ids", "0"]))
+
+
 def test_compare_passes_the_batching_and_the_trained_weights_to_every_trained_system(tmp_path):
     from pyterrier_hybrid.experiments.compare_cli import comparison_from_args
 

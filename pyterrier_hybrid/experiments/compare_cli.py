@@ -70,6 +70,9 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training batch size of every trained system (default: the preset's)")
     parser.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                         help="learning rate of every trained system (default: the preset's)")
+    parser.add_argument("--max-parallel-ids", type=int, default=None, metavar="N",
+                        help="train every system on the examples of N parallel ids of the training collection "
+                             "(train --max-parallel-ids: quick runs; default: all)")
     parser.add_argument("--trained", nargs="+", default=None, metavar="LABEL=ALPHA",
                         help="the trained systems of the table, e.g. X-X-mono=1 hybrid=0.5, all trained with the "
                              "preset's shared training (default: the preset's). Replaces every trained system, the "
@@ -128,7 +131,7 @@ def comparison_from_args(args: argparse.Namespace):
         significance_pairs_per_language=args.significance_pairs_per_language, max_steps=args.max_steps,
         batch_size=args.batch_size, main_systems=parse_trained(args.trained),
         training={name: value for name, value in (
-            ("learning_rate", args.learning_rate),
+            ("learning_rate", args.learning_rate), ("max_parallel_ids", args.max_parallel_ids),
             ("distill_base_weight", args.distill_base), ("distill_parallel_weight", args.distill_parallel),
             ("distill_target", args.distill_target), ("contrastive", False if args.no_contrastive else None),
             ("batching", args.batching), ("freeze_layers", args.freeze_layers), ("lora_rank", args.lora_rank))
