@@ -3,8 +3,8 @@
 :class:`ParallelRows` (the parallel id, languages and text codes of each row), :func:`check_feasible` (hybrid batches
 of in-memory pairs), :func:`check_streamed_feasible` (hybrid batches of a streamed source) and the errors they raise.
 Why these live apart from the samplers: a training run checks its data with them before it loads a model, and the
-samplers' module imports sentence-transformers (their base class), which alone takes seconds; kept here, a request
-the data cannot satisfy is refused in about a second.
+samplers' module imports sentence-transformers (their base class), which alone takes about 4 s; kept here, a request
+the data cannot satisfy is refused in about 2 s.
 """
 from __future__ import annotations
 

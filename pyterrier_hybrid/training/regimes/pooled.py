@@ -45,7 +45,7 @@ class PooledRegime(BatchingRegime):
 
     @classmethod
     def load(cls, config: HybridTrainingConfig, regimes: Mapping[str, type[BatchingRegime]]) -> PooledRegime:
-        """Raises :class:`~pyterrier_hybrid.training.batching.pooled.PooledDataError` when the training examples
+        """Raises :class:`~pyterrier_hybrid.training.batching.rows.PooledDataError` when the training examples
         have no parallel groups or a group has more rows (languages) than a batch."""
         from ..batching.rows import PooledDataError
         from ..sources.parallel_groups import DistillationDataError, parallel_groups
