@@ -50,10 +50,11 @@ def add_language_option(parser, *flags: str, **kwargs) -> argparse.Action:
     return parser.add_argument(*flags, nargs="+", action=LanguageListAction, **kwargs)
 
 
-def add_answer_paragraphs_option(parser) -> argparse.Action:
-    """``--answer-paragraphs-only``, as ``evaluate`` and ``compare`` take it (the same words in both helps)."""
+def add_answer_paragraphs_option(parser, sample_flag: str = "--max-queries") -> argparse.Action:
+    """``--answer-paragraphs-only``, as ``evaluate``, ``compare`` and ``robustness`` take it (the same words in every
+    help); ``sample_flag`` is the command's option that draws the questions."""
     return parser.add_argument("--answer-paragraphs-only", action="store_true",
-                               help="with --max-queries, keep only the candidates of the kept questions' answer "
+                               help=f"with {sample_flag}, keep only the candidates of the kept questions' answer "
                                     "paragraphs (tiny pools: smoke tests only)")
 
 

@@ -392,6 +392,23 @@ def test_evaluate_command_on_a_slice_of_the_questions(tmp_path):
 
 
 @pytest.mark.lareqa
+def test_a_per_language_sample_against_its_answer_paragraphs_only():
+    # the robustness study's sample (--max-queries-per-lang) with --answer-paragraphs-only: the same questions, and
+    # the pools cut to the sentences of their answer paragraphs, every relevant one kept
+    from pyterrier_hybrid.evaluation.subsets import TopicSubset
+
+    xquad, langs = lareqa_collection("xquad-r"), ["de", "zh"]
+    pool = TopicSubset.sample_per_language(xquad, 5, seed=3, langs=langs)
+    small = TopicSubset.sample_per_language(xquad, 5, seed=3, langs=langs, answer_paragraphs_only=True)
+    assert small.qids == pool.qids and "answer paragraphs only" in small.description
+    candidates = small.candidates(langs)
+    assert set(small.qrels(langs, langs)["docno"]) <= set(candidates["docno"])
+    assert set(candidates["context"]) <= set(xquad.candidates(langs).set_index("docno").loc[
+        small.qrels(langs, langs)["docno"], "context"])
+    assert 0 < len(candidates) < len(pool.candidates(langs)) / 20
+
+
+@pytest.mark.lareqa
 def test_evaluate_command_against_the_answer_paragraphs_only(tmp_path):
     # `--answer-paragraphs-only` (as `compare`'s): the same questions, each pool cut to the sentences of the kept
     # questions' answer paragraphs; every relevant candidate stays, the rest of the collection goes

@@ -45,6 +45,7 @@ ERRORS = [
     (["robustness", "--systems", "bm25", "mine={tmp}/no-such-model"], "no-such-model"),
     (["robustness", "--edits", "0"], "edits must be >= 1"),
     (["robustness", "--kinds", "typo,sneeze"], "unknown kinds ['sneeze']"),
+    (["robustness", "--max-queries-per-lang", "0", "--answer-paragraphs-only"], "give max_queries_per_lang"),
     (["robustness", "--domain-shift", "--cross", "a=bm25", "--in-collection", "a={tmp}/no-such-model"],
      "no-such-model"),
 ]

@@ -55,22 +55,27 @@ class TopicSubset:
 
     @classmethod
     def sample_per_language(cls, collection, max_queries_per_lang: int | None, seed: int = 0,
-                            langs: Iterable[str] | None = None) -> TopicSubset:
+                            langs: Iterable[str] | None = None, *,
+                            answer_paragraphs_only: bool = False) -> TopicSubset:
         """At most ``max_queries_per_lang`` questions of each language, the same parallel questions across languages
         where they exist: parallel ids are ordered by a hash of (seed, parallel id) and each language keeps its
         first ones. Deterministic, independent of the language list, and nested (a smaller sample is part of a
-        larger one with the same seed). ``None`` keeps every question."""
+        larger one with the same seed). ``None`` keeps every question. ``answer_paragraphs_only``: as in
+        :meth:`sample_parallel_ids`."""
         if max_queries_per_lang is not None and max_queries_per_lang < 1:
             raise ValueError(f"max_queries_per_lang must be >= 1 or None, got {max_queries_per_lang}")
         topics = collection.topics(langs)
         within = _within(collection)
+        paragraphs = ", answer paragraphs only" if answer_paragraphs_only else ""
         if max_queries_per_lang is None:
-            return cls(collection, topics["qid"], within + "all questions")
+            return cls(collection, topics["qid"], within + "all questions" + paragraphs,
+                       answer_paragraphs_only=answer_paragraphs_only)
         order = topics["parallel_id"].astype(str).map(lambda pid: _stable_hash(seed, pid))
         chosen = (topics.assign(_order=order).sort_values(["lang", "_order", "qid"])
                   .groupby("lang", sort=False).head(max_queries_per_lang))
         return cls(collection, chosen["qid"],
-                   within + f"at most {max_queries_per_lang} questions per language (seed {seed})")
+                   within + f"at most {max_queries_per_lang} questions per language (seed {seed})" + paragraphs,
+                   answer_paragraphs_only=answer_paragraphs_only)
 
     @classmethod
     def sample_parallel_ids(cls, collection, langs: Sequence[str] | None, n: int, seed: int = 0, *,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...cli_args import add_language_option
+from ...cli_args import add_answer_paragraphs_option, add_language_option
 
 ROBUSTNESS_PRESETS = ("cpu", "full")  # kept in step with config.PRESETS by a test; no heavy import here
 KIND_NAMES = ("typo", "keyboard", "diacritics", "romanize", "traditional", "codeswitch", "adversarial")
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(deterministic given --seed); 0 = all")
     parser.add_argument("--adversarial-max-queries-per-lang", type=int, default=None,
                         help="subsample of the adversarial runs (the white-box search is expensive); 0 = all")
+    add_answer_paragraphs_option(parser, "--max-queries-per-lang")
     parser.add_argument("--kinds", default=",".join(KIND_NAMES), help=f"comma-separated, among {','.join(KIND_NAMES)}")
     parser.add_argument("--edits", nargs="+", type=int, default=[1, 2, 3], help="strengths of typo kinds")
     parser.add_argument("--fractions", nargs="+", type=float, default=[0.5, 1.0],
@@ -77,7 +78,7 @@ def config_from_args(args: argparse.Namespace):
     if args.domain_shift:
         config = DomainShiftConfig(
             in_collection=tuple(args.in_collection), cross=tuple(args.cross), collection=args.collection,
-            langs=args.langs, max_queries_per_lang=max_queries,
+            langs=args.langs, max_queries_per_lang=max_queries, answer_paragraphs_only=args.answer_paragraphs_only,
             held_out_articles=None if args.held_out_articles is None else read_articles(args.held_out_articles),
             seed=args.seed, candidate_text=args.candidate_text, precision=args.precision,
             batch_size=args.batch_size, preset=args.preset,
@@ -85,7 +86,7 @@ def config_from_args(args: argparse.Namespace):
     else:
         config = RobustnessConfig(
             systems=tuple(args.systems), collection=args.collection, langs=args.langs,
-            max_queries_per_lang=max_queries,
+            max_queries_per_lang=max_queries, answer_paragraphs_only=args.answer_paragraphs_only,
             adversarial_max_queries_per_lang=_subsample(args.adversarial_max_queries_per_lang,
                                                         preset["adversarial_max_queries_per_lang"]),
             kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()), edits=tuple(args.edits),

@@ -47,6 +47,8 @@ class StudyOptions:
         langs: evaluated languages (None: all of the collection's).
         max_queries_per_lang: at most this many questions per language, the same parallel questions in every
             language (None: all); see :data:`PRESETS`.
+        answer_paragraphs_only: with ``max_queries_per_lang``, keep only the candidates of the sampled questions'
+            answer paragraphs (tiny pools: smoke tests only; by default every candidate is kept).
         seed: of the perturbations and of the subsample.
         candidate_text / precision / batch_size: how the systems encode or index candidates.
         preset: the name of the subsample sizes' preset, recorded in run.json.
@@ -55,6 +57,7 @@ class StudyOptions:
     collection: str = "xquad-r"
     langs: tuple[str, ...] | None = None
     max_queries_per_lang: int | None = PRESETS["cpu"]["max_queries_per_lang"]
+    answer_paragraphs_only: bool = False
     seed: int = 0
     candidate_text: str = "sentence+context"
     precision: str = "auto"
@@ -73,6 +76,9 @@ class StudyOptions:
                                   "batch_size": (self.batch_size, 1, False)})
         if self.candidate_text not in CANDIDATE_TEXT_OPTIONS:
             problems.append(f"candidate_text must be one of {CANDIDATE_TEXT_OPTIONS}, got {self.candidate_text!r}")
+        if self.answer_paragraphs_only and self.max_queries_per_lang is None:
+            problems.append("answer_paragraphs_only keeps the answer paragraphs of sampled questions: give "
+                            "max_queries_per_lang (--max-queries-per-lang N) with it")
         return problems
 
     def system_options(self) -> SystemOptions:

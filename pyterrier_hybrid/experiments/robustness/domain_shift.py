@@ -102,7 +102,8 @@ def run_domain_shift(config: DomainShiftConfig, out: str | Path) -> dict[str, An
     for name, (in_spec, cross_spec) in config.pairs().items():
         articles = list(config.held_out_articles or held_out_articles(in_spec.model, config.collection))
         held_out = TopicSubset.of_articles(collection, articles, langs)
-        subset = TopicSubset.sample_per_language(held_out, config.max_queries_per_lang, config.seed, langs)
+        subset = TopicSubset.sample_per_language(held_out, config.max_queries_per_lang, config.seed, langs,
+                                                 answer_paragraphs_only=config.answer_paragraphs_only)
         results = {}
         for role, spec in (("in_collection", in_spec), ("cross_collection", cross_spec)):
             system, factory = build_system(f"{name}-{role}={spec.model}", config)
@@ -124,7 +125,8 @@ def run_domain_shift(config: DomainShiftConfig, out: str | Path) -> dict[str, An
     table.to_csv(out / "domain_shift.csv", index=False)
     record = RunRecord({"mode": "domain-shift", "preset": config.preset, "seed": config.seed,
                         "collection": config.collection, "langs": list(langs),
-                        "max_queries_per_lang": config.max_queries_per_lang, "pairs": pairs},
+                        "max_queries_per_lang": config.max_queries_per_lang,
+                        "answer_paragraphs_only": config.answer_paragraphs_only, "pairs": pairs},
                        {"wall_time_s": round(time.perf_counter() - started, 1), **provenance()})
     record.write(out)
     run = record.to_dict()

@@ -201,9 +201,10 @@ class StudyRun:
         collection = lareqa_collection(config.collection)
         langs = tuple(collection.check_languages(config.langs))
         return cls(config, collection, langs,
-                   TopicSubset.sample_per_language(collection, config.max_queries_per_lang, config.seed, langs),
+                   TopicSubset.sample_per_language(collection, config.max_queries_per_lang, config.seed, langs,
+                                                   answer_paragraphs_only=config.answer_paragraphs_only),
                    TopicSubset.sample_per_language(collection, config.adversarial_max_queries_per_lang, config.seed,
-                                                   langs),
+                                                   langs, answer_paragraphs_only=config.answer_paragraphs_only),
                    Perturbations(collection, langs, config))
 
     def evaluate(self, system: SystemEntry, factory, subset):
@@ -327,6 +328,7 @@ def study_record(config: RobustnessConfig, systems: list[tuple[SystemEntry, floa
         "fractions": list(config.fractions), "codeswitch_to": config.codeswitch_to,
         "max_queries_per_lang": config.max_queries_per_lang,
         "adversarial_max_queries_per_lang": config.adversarial_max_queries_per_lang,
+        "answer_paragraphs_only": config.answer_paragraphs_only,
         "adversarial_candidates_per_step": config.adversarial_candidates, "candidate_text": config.candidate_text,
         "precision": config.precision,
         "systems": [{"name": s.label, "model": s.model, "alpha": s.alpha} for s, _ in systems],
