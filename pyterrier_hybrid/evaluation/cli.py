@@ -106,7 +106,7 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
     if is_whole_lareqa(collection):
         name = collection[len(LAREQA_PREFIX):]
         ReleaseFiles().verify(name, langs)  # unknown collection or language, missing or corrupt release file
-    elif args.max_queries is not None or getattr(args, "answer_paragraphs_only", False):
+    elif args.max_queries is not None or args.answer_paragraphs_only:
         flag = "--max-queries" if args.max_queries is not None else "--answer-paragraphs-only"
         raise UserError(f"{flag} applies to the LAReQA collections (lareqa/xquad-r, lareqa/mlqa-r), not "
                         f"{collection}")
@@ -120,7 +120,7 @@ def check_request(args: argparse.Namespace) -> tuple[list, str, tuple[str, ...] 
         ReleaseFiles().verify(setting.collection, sorted(set(setting.query_langs) | set(setting.doc_langs)))
     else:
         _check_irds_id(collection)
-    if getattr(args, "answer_paragraphs_only", False) and args.max_queries is None:
+    if args.answer_paragraphs_only and args.max_queries is None:
         raise UserError("--answer-paragraphs-only keeps the answer paragraphs of the --max-queries questions: give "
                         "--max-queries N with it")
     check_index_options(args, collection, specs)

@@ -30,7 +30,7 @@ class TopicSubset:
     Args:
         collection: a :class:`~pyterrier_hybrid.datasets.LAReQACollection` (or another subset).
         qids: the questions kept (in every language they are asked in).
-        description: what the subset is, for reports.
+        description: what the subset is, for reports (", answer paragraphs only" is added when it applies).
         answer_paragraphs_only: keep only the candidates of the paragraphs that hold the kept questions' answers
             (much smaller and easier pools: for smoke tests, not for comparable numbers). By default every
             candidate is kept and the pools are those of the full collection.
@@ -42,7 +42,7 @@ class TopicSubset:
         self.qids = frozenset(str(q) for q in qids)
         if not self.qids:
             raise ValueError(f"a topic subset needs at least one question; none of {collection!r} is selected")
-        self.description = description
+        self.description = description + (", answer paragraphs only" if answer_paragraphs_only else "")
         self.answer_paragraphs_only = answer_paragraphs_only
         self.name = collection.name
         self.languages = collection.languages
@@ -66,15 +66,14 @@ class TopicSubset:
             raise ValueError(f"max_queries_per_lang must be >= 1 or None, got {max_queries_per_lang}")
         topics = collection.topics(langs)
         within = _within(collection)
-        paragraphs = ", answer paragraphs only" if answer_paragraphs_only else ""
         if max_queries_per_lang is None:
-            return cls(collection, topics["qid"], within + "all questions" + paragraphs,
+            return cls(collection, topics["qid"], within + "all questions",
                        answer_paragraphs_only=answer_paragraphs_only)
         order = topics["parallel_id"].astype(str).map(lambda pid: _stable_hash(seed, pid))
         chosen = (topics.assign(_order=order).sort_values(["lang", "_order", "qid"])
                   .groupby("lang", sort=False).head(max_queries_per_lang))
         return cls(collection, chosen["qid"],
-                   within + f"at most {max_queries_per_lang} questions per language (seed {seed})" + paragraphs,
+                   within + f"at most {max_queries_per_lang} questions per language (seed {seed})",
                    answer_paragraphs_only=answer_paragraphs_only)
 
     @classmethod
@@ -91,8 +90,6 @@ class TopicSubset:
         everything = collection.topics()
         kept = everything[everything["parallel_id"].isin(set(parallel_ids))]
         description = _within(collection) + f"the questions of {len(parallel_ids)} parallel ids (seed {seed})"
-        if answer_paragraphs_only:
-            description += ", answer paragraphs only"
         return cls(collection, kept["qid"], description, answer_paragraphs_only=answer_paragraphs_only)
 
     @classmethod
